@@ -1,0 +1,72 @@
+// swift-tools-version:6.0
+//
+// swift-ramcast: atomic multicast over RDMA (RamCast, Middleware '21).
+//
+// Module map (each module has one job):
+//   RamCastFabric     the `Fabric` abstraction: regions, connections, one-sided writes, completions,
+//                     permissions. Pure Swift, no C imports: the protocol builds and tests anywhere.
+//   RamCastInProcess  the in-process fabric: byte-buffer regions and a seeded scheduler that decides
+//                     when each write becomes visible. Used by tests and by the no-NIC default.
+//   CRamCastVerbs     C shim over libibverbs and librdmacm (macro-wrapped verbs, errno capture).
+//   RamCastRDMA       the RDMA fabric over the shim: RC queue pairs set up with rdma_cm.
+//   RamCastFabricConformance  the one behaviour suite every fabric must pass (run by both test targets).
+import PackageDescription
+
+let package = Package(
+    name: "swift-ramcast",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "RamCastFabric", targets: ["RamCastFabric", "RamCastInProcess"]),
+        .library(name: "RamCastRDMA", targets: ["RamCastRDMA"]),
+        .executable(name: "ramcast-demo", targets: ["ramcast-demo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+    ],
+    targets: [
+        .target(
+            name: "RamCastFabric",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+        .target(
+            name: "RamCastInProcess",
+            dependencies: ["RamCastFabric"]
+        ),
+        .target(
+            name: "RamCastFabricConformance",
+            dependencies: ["RamCastFabric"]
+        ),
+        .target(
+            name: "CRamCastVerbs",
+            linkerSettings: [.linkedLibrary("ibverbs"), .linkedLibrary("rdmacm")]
+        ),
+        .target(
+            name: "RamCastRDMA",
+            dependencies: [
+                "RamCastFabric", "CRamCastVerbs",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "ramcast-demo",
+            dependencies: [
+                "RamCastFabric", "RamCastInProcess", "RamCastRDMA",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "RamCastFabricTests",
+            dependencies: ["RamCastFabric", "RamCastInProcess", "RamCastFabricConformance"]
+        ),
+        .testTarget(
+            name: "RamCastRDMATests",
+            dependencies: ["RamCastFabric", "RamCastRDMA", "RamCastInProcess", "RamCastFabricConformance"]
+        ),
+    ]
+)

@@ -7,6 +7,9 @@
 //                     permissions. Pure Swift, no C imports: the protocol builds and tests anywhere.
 //   RamCastInProcess  the in-process fabric: byte-buffer regions and a seeded scheduler that decides
 //                     when each write becomes visible. Used by tests and by the no-NIC default.
+//   RamCastProtocol   the sans-I/O RamCast engine (steps 1-3, ordering, delivery, slot release):
+//                     memory observations in, writes to post out. No C imports.
+//   RamCast           the public API and the runtime that polls: drivers, local clusters, config.
 //   CRamCastVerbs     C shim over libibverbs and librdmacm (macro-wrapped verbs, errno capture).
 //   RamCastRDMA       the RDMA fabric over the shim: RC queue pairs set up with rdma_cm.
 //   RamCastFabricConformance  the one behaviour suite every fabric must pass (run by both test targets).
@@ -31,6 +34,17 @@ let package = Package(
             dependencies: [
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+        .target(
+            name: "RamCastProtocol",
+            dependencies: ["RamCastFabric"]
+        ),
+        .target(
+            name: "RamCast",
+            dependencies: [
+                "RamCastFabric", "RamCastProtocol",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -63,6 +77,10 @@ let package = Package(
         .testTarget(
             name: "RamCastFabricTests",
             dependencies: ["RamCastFabric", "RamCastInProcess", "RamCastFabricConformance"]
+        ),
+        .testTarget(
+            name: "RamCastTests",
+            dependencies: ["RamCast", "RamCastProtocol", "RamCastFabric", "RamCastInProcess"]
         ),
         .testTarget(
             name: "RamCastRDMATests",

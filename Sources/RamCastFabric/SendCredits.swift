@@ -15,6 +15,8 @@ public struct SendCredits: Sendable {
     /// Writes known to be done: everything up to the last polled signaled completion.
     public private(set) var retired: UInt64 = 0
     private var sinceSignal = 0
+    /// Whether the most recent write was signaled (so its completion will retire everything).
+    public private(set) var lastPostedSignaled = false
     /// Post counters of signaled writes whose completion has not been seen yet, oldest first.
     private var signaledRing: [UInt64]
     private var ringHead = 0
@@ -47,6 +49,7 @@ public struct SendCredits: Sendable {
             signaledRing[(ringHead + ringCount) % signaledRing.count] = posted
             ringCount += 1
         }
+        lastPostedSignaled = flags.contains(.signaled)
         return flags
     }
 
@@ -64,6 +67,7 @@ public struct SendCredits: Sendable {
         posted = 0
         retired = 0
         sinceSignal = 0
+        lastPostedSignaled = false
         ringHead = 0
         ringCount = 0
     }

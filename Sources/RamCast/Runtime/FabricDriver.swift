@@ -1,0 +1,115 @@
+import RamCastFabric
+import RamCastProtocol
+
+/// What a driver needs from an engine: its outbox, and where to report completions.
+public protocol DrivenEngine: AnyObject {
+    var outbox: Outbox { get }
+    func completed(peer: Int, id: UInt64, status: CompletionStatus)
+}
+
+extension ServerEngine: DrivenEngine {}
+extension SenderEngine: DrivenEngine {}
+
+/// Carries one engine's writes over a fabric endpoint: posts its outbox in chains as credits allow,
+/// polls the completion queue and hands completions back. One driver per process; all of its calls
+/// come from the one thread that polls that process.
+///
+/// Outbox peers are numbered as the ``Layout`` numbers processes: servers `0..<S`, then senders.
+public final class FabricDriver {
+    public let endpoint: any FabricEndpoint
+    public let layout: Layout
+    let engine: any DrivenEngine
+    var connectionOfPeer: [ConnectionID?]
+    /// Indexed by connection id (ids are small and dense on both fabrics).
+    var peerOfConnection: [Int32] = []
+    private let chain: UnsafeMutableBufferPointer<WriteRequest>
+    private let completions: UnsafeMutableBufferPointer<Completion>
+    public private(set) var writesPosted: UInt64 = 0
+    /// Completions that reported an error, most recent last (bounded).
+    public private(set) var errors: [(peer: NodeID, status: CompletionStatus)] = []
+
+    public init(endpoint: any FabricEndpoint, layout: Layout, engine: any DrivenEngine) {
+        self.endpoint = endpoint
+        self.layout = layout
+        self.engine = engine
+        connectionOfPeer = Array(repeating: nil, count: layout.servers.count + layout.config.senders.count)
+        chain = .allocate(capacity: 32)
+        chain.initialize(repeating: WriteRequest(id: 0, source: UnsafeRawPointer(bitPattern: 8)!, length: 0, remoteRegion: RegionID(0), remoteOffset: 0))
+        completions = .allocate(capacity: 64)
+        completions.initialize(repeating: Completion(id: 0, connection: ConnectionID(0), status: .success))
+    }
+
+    deinit {
+        chain.deallocate()
+        completions.deallocate()
+    }
+
+    public func node(ofPeer peer: Int) -> NodeID {
+        peer < layout.servers.count ? layout.servers[peer] : layout.config.senders[peer - layout.servers.count]
+    }
+
+    public func peerIndex(of node: NodeID) -> Int? {
+        if let s = layout.serverIndexOf[node] { return s }
+        if let c = layout.senderIndexOf[node] { return layout.servers.count + c }
+        return nil
+    }
+
+    /// Records that `connection` leads to `node` (after connecting, or on an `.accepted` event).
+    public func attach(_ connection: ConnectionID, to node: NodeID) {
+        guard let peer = peerIndex(of: node) else { return }
+        connectionOfPeer[peer] = connection
+        let i = Int(connection.rawValue)
+        if i >= peerOfConnection.count {
+            peerOfConnection.append(contentsOf: repeatElement(-1, count: i + 1 - peerOfConnection.count))
+        }
+        peerOfConnection[i] = Int32(peer)
+    }
+
+    public func isConnected(to node: NodeID) -> Bool {
+        peerIndex(of: node).map { connectionOfPeer[$0] != nil } ?? false
+    }
+
+    /// Posts what the outbox holds and feeds completions back. Returns whether anything happened.
+    @discardableResult
+    public func pump() throws(FabricError) -> Bool {
+        var progress = false
+        let outbox = engine.outbox
+        if outbox.backlog > 0 {
+            for peer in 0..<connectionOfPeer.count where outbox.pending(peer) > 0 {
+                guard let conn = connectionOfPeer[peer] else { continue }
+                let n = outbox.drain(peer: peer, into: chain)
+                if n > 0 {
+                    try endpoint.post(UnsafeBufferPointer(rebasing: chain[0..<n]), on: conn)
+                    writesPosted &+= UInt64(n)
+                    progress = true
+                }
+            }
+        }
+        while true {
+            let n = endpoint.pollCompletions(into: completions)
+            if n == 0 { break }
+            progress = true
+            for i in 0..<n {
+                let c = completions[i]
+                let ci = Int(c.connection.rawValue)
+                let peer = ci < peerOfConnection.count ? Int(peerOfConnection[ci]) : -1
+                guard peer >= 0 else { continue }
+                if c.status != .success {
+                    if errors.count < 64 { errors.append((node(ofPeer: peer), c.status)) }
+                }
+                engine.completed(peer: peer, id: c.id, status: c.status)
+            }
+        }
+        return progress
+    }
+
+    /// Handles connection events: attaches accepted connections. Returns events it did not consume.
+    public func pollEvents(_ other: (FabricEvent) -> Void = { _ in }) {
+        while let e = endpoint.pollEvent() {
+            switch e {
+            case .accepted(let conn, let peer): attach(conn, to: peer)
+            default: other(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import RamCastFabric
+
+/// Where everything lives in each process's registered memory. Derived from a ``ProtocolConfig``,
+/// identical at every process, so a writer computes remote offsets locally.
+///
+/// A group member registers:
+/// - ``Layout/ringRegion`` (any peer may write): one ring of `slotsPerRing` slots per sender. A slot is
+///   `[header | payload | crc32c]` written by the sender in one write, then the ack area at the end of
+///   the slot, `ack[destination index][member index]`, 8 bytes each, written by followers.
+/// - ``Layout/logRegion`` (only granted peers may write): one log per group. `log[g]` is written
+///   only by g's current leader: at a follower of g it carries g's timestamps and the other groups'
+///   timestamps the leader forwards, each with a dense sequence number (spec §10.1); at the leader of
+///   another group h it carries g's timestamps for messages addressed to both.
+/// - ``Layout/cellsRegion``: the outbox cells, sources of small writes.
+/// A sender registers its ``Layout/senderRegion``: one slot-release cell per group member, then the
+/// staging buffers its message bodies are written from.
+public struct Layout: Sendable, Hashable {
+    public static let ringRegion = RegionID(0)
+    public static let logRegion = RegionID(1)
+    public static let senderRegion = RegionID(0)
+    /// Outbox cells, at group members and senders alike: sources of small non-inline writes.
+    public static let cellsRegion = RegionID(2)
+
+    public let config: ProtocolConfig
+    public let groupCount: Int
+    public let maxGroupSize: Int
+    public let maxDestinations: Int
+    public let slots: Int
+    public let slotSize: Int
+    /// `[msgID:u64 | length:u32 | dstCount:u8 | pad:3 | dst:u8 × maxDst | slot:u16 × maxDst]`, 8-aligned.
+    public let headerSize: Int
+    public let ackAreaSize: Int
+    public let ackOffset: Int
+    public let maxPayload: Int
+    public let logCapacity: Int
+    public static let logEntrySize = 48
+    /// Bytes of each outbox cell (the source of one small write).
+    public static let cellSize = 64
+
+    /// Dense indices: member → (group, index in group), node → server index / sender index.
+    public let groupOf: [NodeID: GroupID]
+    public let memberIndexOf: [NodeID: Int]
+    public let serverIndexOf: [NodeID: Int]
+    public let senderIndexOf: [NodeID: Int]
+    public let servers: [NodeID]
+
+    public init(_ config: ProtocolConfig) throws(ConfigError) {
+        try config.validate()
+        self.init(unchecked: config)
+    }
+
+    init(unchecked config: ProtocolConfig) {
+        self.config = config
+        groupCount = config.groups.count
+        maxGroupSize = config.groups.map(\.count).max() ?? 1
+        maxDestinations = config.maxDestinations
+        slots = config.slotsPerRing
+        slotSize = config.slotSize
+        headerSize = (16 + 3 * maxDestinations + 7) & ~7
+        ackAreaSize = maxDestinations * maxGroupSize * 8
+        ackOffset = slotSize - ackAreaSize
+        maxPayload = ackOffset - headerSize - 4
+        logCapacity = max(1, config.senders.count * slots * maxDestinations)
+        var groupOf: [NodeID: GroupID] = [:], memberIndexOf: [NodeID: Int] = [:], serverIndexOf: [NodeID: Int] = [:]
+        var servers: [NodeID] = []
+        for (g, members) in config.groups.enumerated() {
+            for (i, m) in members.enumerated() {
+                groupOf[m] = GroupID(UInt8(g))
+                memberIndexOf[m] = i
+                serverIndexOf[m] = servers.count
+                servers.append(m)
+            }
+        }
+        self.groupOf = groupOf
+        self.memberIndexOf = memberIndexOf
+        self.serverIndexOf = serverIndexOf
+        self.servers = servers
+        senderIndexOf = Dictionary(uniqueKeysWithValues: config.senders.enumerated().map { ($1, $0) })
+    }
+
+    // MARK: group-member regions
+
+    public var ringRegionSize: Int { config.senders.count * slots * slotSize + 64 }
+    /// A scratch word at the end of the ring region: the target of flush writes, read by nobody.
+    public var flushOffset: Int { config.senders.count * slots * slotSize }
+    public var logRegionSize: Int { groupCount * logCapacity * Layout.logEntrySize }
+
+    @inlinable public func slotOffset(sender: Int, slot: Int) -> Int { (sender * slots + slot) * slotSize }
+
+    /// Offset of member `member`'s ack for destination index `dstIndex`, in the slot at `slotOffset`.
+    @inlinable public func ackOffset(slotOffset: Int, dstIndex: Int, member: Int) -> Int {
+        slotOffset + ackOffset + (dstIndex * maxGroupSize + member) * 8
+    }
+
+    @inlinable public func logOffset(group: GroupID, seq: UInt32) -> Int {
+        (Int(group.rawValue) * logCapacity + Int((seq &- 1) % UInt32(logCapacity))) * Layout.logEntrySize
+    }
+
+    // MARK: sender regions
+
+    /// Staging buffers per sender: enough for every slot of every group to be in flight.
+    public var senderStagingCount: Int { slots * groupCount }
+    public var releaseCellsSize: Int { (servers.count * 8 + 63) & ~63 }
+    public var senderRegionSize: Int { releaseCellsSize + senderStagingCount * slotSize }
+    @inlinable public func releaseCellOffset(server: Int) -> Int { server * 8 }
+    @inlinable public func stagingOffset(_ buffer: Int) -> Int { releaseCellsSize + buffer * slotSize }
+
+    public func members(of group: GroupID) -> [NodeID] { config.groups[Int(group.rawValue)] }
+    public func f(of group: GroupID) -> Int { (config.groups[Int(group.rawValue)].count - 1) / 2 }
+}

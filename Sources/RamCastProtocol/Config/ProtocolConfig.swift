@@ -1,0 +1,79 @@
+import RamCastFabric
+
+/// The protocol's view of a cluster: who is in which group, who sends, and the sizes that fix the
+/// memory layout. Every process must use the same configuration.
+public struct ProtocolConfig: Sendable, Hashable {
+    /// Members of each group, indexed by group id. Member 0 is the first leader.
+    public var groups: [[NodeID]]
+    /// Processes that multicast. They are not group members.
+    public var senders: [NodeID]
+    /// Slots in each (sender → process) ring.
+    public var slotsPerRing: Int
+    /// Bytes per slot: header, payload, checksum and the ack area.
+    public var slotSize: Int
+    /// Writes up to this many bytes are posted inline (timestamps, acks, slot releases, small bodies).
+    public var inlineThreshold: Int
+    /// One write in this many is signaled (selective signaling).
+    public var signalInterval: Int
+    /// Most destination groups one message may have. Defaults to every group.
+    public var maxDestinations: Int
+
+    public init(groups: [[NodeID]], senders: [NodeID], slotsPerRing: Int = 16, slotSize: Int = 512,
+                inlineThreshold: Int = 64, signalInterval: Int = 8, maxDestinations: Int? = nil) {
+        self.groups = groups
+        self.senders = senders
+        self.slotsPerRing = slotsPerRing
+        self.slotSize = slotSize
+        self.inlineThreshold = inlineThreshold
+        self.signalInterval = signalInterval
+        self.maxDestinations = maxDestinations ?? groups.count
+    }
+}
+
+/// A configuration the protocol cannot run with. Each case says which value is wrong and why.
+public enum ConfigError: Error, Sendable, Hashable, CustomStringConvertible {
+    case invalid(key: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let key, let reason): "\(key): \(reason)"
+        }
+    }
+}
+
+extension ProtocolConfig {
+    /// Checks every rule the layout and the protocol rely on, naming the offending key.
+    public func validate() throws(ConfigError) {
+        guard !groups.isEmpty else { throw .invalid(key: "groups", reason: "at least one group is required") }
+        guard groups.count <= 255 else { throw .invalid(key: "groups", reason: "at most 255 groups, got \(groups.count)") }
+        var seen: [NodeID: String] = [:]
+        for (g, members) in groups.enumerated() {
+            guard !members.isEmpty, members.count % 2 == 1 else {
+                throw .invalid(key: "groups[\(g)]", reason: "a group needs 2f+1 members (an odd number), got \(members.count)")
+            }
+            for m in members {
+                if let other = seen[m] { throw .invalid(key: "groups[\(g)]", reason: "\(m) is already in \(other)") }
+                seen[m] = "groups[\(g)]"
+            }
+        }
+        guard !senders.isEmpty else { throw .invalid(key: "senders", reason: "at least one sender is required") }
+        for s in senders {
+            if let other = seen[s] { throw .invalid(key: "senders", reason: "\(s) is already in \(other)") }
+            seen[s] = "senders"
+        }
+        guard senders.count <= 0xFFFF else { throw .invalid(key: "senders", reason: "at most 65535 senders") }
+        guard slotsPerRing >= 1, slotsPerRing <= 0x8000 else {
+            throw .invalid(key: "slotsPerRing", reason: "must be in 1...32768, got \(slotsPerRing)")
+        }
+        guard maxDestinations >= 1, maxDestinations <= groups.count else {
+            throw .invalid(key: "maxDestinations", reason: "must be in 1...\(groups.count), got \(maxDestinations)")
+        }
+        guard slotSize % 8 == 0 else { throw .invalid(key: "slotSize", reason: "must be a multiple of 8, got \(slotSize)") }
+        let layout = Layout(unchecked: self)
+        guard layout.maxPayload >= 1 else {
+            throw .invalid(key: "slotSize", reason: "\(slotSize) bytes leave no room for a payload: the header takes \(layout.headerSize), the checksum 4 and the ack area \(layout.ackAreaSize)")
+        }
+        guard inlineThreshold >= 0 else { throw .invalid(key: "inlineThreshold", reason: "must not be negative") }
+        guard signalInterval >= 1 else { throw .invalid(key: "signalInterval", reason: "must be at least 1, got \(signalInterval)") }
+    }
+}

@@ -1,0 +1,186 @@
+import RamCastFabric
+
+/// Why a multicast was refused. Nothing was written when one of these is thrown.
+public enum MulticastError: Error, Sendable, Hashable, CustomStringConvertible {
+    case payloadTooLarge(size: Int, maximum: Int)
+    case noDestinations
+    case tooManyDestinations(count: Int, maximum: Int)
+    case unknownGroup(GroupID, groupCount: Int)
+    case duplicateDestination(GroupID)
+
+    public var description: String {
+        switch self {
+        case .payloadTooLarge(let size, let maximum):
+            "payload of \(size) bytes does not fit in a slot: at most \(maximum) bytes with this slot size"
+        case .noDestinations: "the destination set is empty"
+        case .tooManyDestinations(let count, let maximum): "\(count) destination groups, at most \(maximum) allowed"
+        case .unknownGroup(let g, let count): "\(g) does not exist: the cluster has groups 0..<\(count)"
+        case .duplicateDestination(let g): "\(g) is listed twice in the destinations"
+        }
+    }
+}
+
+/// The sender's side of the protocol (step 1), with no I/O of its own.
+///
+/// For each destination group it keeps the next slot number; a message takes the next slot in each
+/// of its groups and its body is written, in one write per destination process, from a staging
+/// buffer that stays untouched until every destination has released the slot. A group's ring is
+/// full when the next slot was not yet released by *every* member: the sender then waits
+/// (back-pressure, ``multicast(_:to:)`` returns nil) and never overwrites an undelivered slot.
+public final class SenderEngine {
+    public let layout: Layout
+    public let me: NodeID
+    public let senderIndex: Int
+    public let outbox: Outbox
+    let region: UnsafeMutableRawPointer
+    /// Per group: slot counter the next message takes.
+    var tails: [Int]
+    var nextSequence: UInt64 = 1
+    /// Per staging buffer: the message's (group, slot counter) pairs, to know when it is free again.
+    var stagingGroups: [GroupID]
+    var stagingCounters: [Int]
+    var stagingCount: [UInt8]
+    // Step-1 completion: per in-flight message (ring of staging size), the outbox counter of its last
+    // write to each destination server.
+    var inPlaceTargets: [(peer: Int32, counter: UInt64)]
+    var inPlaceIDs: [UInt64]
+    var inPlaceHead: UInt64 = 1
+    var scratchGroups: [GroupID]
+    var scratchSlots: [UInt16]
+
+    public init(layout: Layout, me: NodeID, region: UnsafeMutableRawPointer, outbox: Outbox) {
+        guard let index = layout.senderIndexOf[me] else { preconditionFailure("\(me) is not a sender") }
+        self.layout = layout
+        self.me = me
+        senderIndex = index
+        self.outbox = outbox
+        self.region = region
+        tails = Array(repeating: 0, count: layout.groupCount)
+        let buffers = layout.senderStagingCount
+        stagingGroups = Array(repeating: GroupID(0), count: buffers * layout.maxDestinations)
+        stagingCounters = Array(repeating: 0, count: buffers * layout.maxDestinations)
+        stagingCount = Array(repeating: 0, count: buffers)
+        inPlaceTargets = Array(repeating: (0, 0), count: buffers * layout.maxDestinations * layout.maxGroupSize)
+        inPlaceIDs = Array(repeating: 0, count: buffers)
+        scratchGroups = Array(repeating: GroupID(0), count: layout.maxDestinations)
+        scratchSlots = Array(repeating: 0, count: layout.maxDestinations)
+    }
+
+    /// Slots released by every member of `g`, as a slot counter.
+    public func releasedEverywhere(_ g: GroupID) -> Int {
+        var low = Int.max
+        for q in layout.members(of: g) {
+            let v = Int(RemoteMemory.loadAcquiring(region + layout.releaseCellOffset(server: layout.serverIndexOf[q]!)))
+            low = min(low, v)
+        }
+        return low
+    }
+
+    /// Checks a multicast without sending it: the errors ``multicast(_:to:)`` would throw.
+    public func validate(payloadCount: Int, destinations: UnsafeBufferPointer<GroupID>) throws(MulticastError) {
+        guard payloadCount <= layout.maxPayload else { throw .payloadTooLarge(size: payloadCount, maximum: layout.maxPayload) }
+        guard !destinations.isEmpty else { throw .noDestinations }
+        guard destinations.count <= layout.maxDestinations else {
+            throw .tooManyDestinations(count: destinations.count, maximum: layout.maxDestinations)
+        }
+        for (i, g) in destinations.enumerated() {
+            guard Int(g.rawValue) < layout.groupCount else { throw .unknownGroup(g, groupCount: layout.groupCount) }
+            for k in 0..<i where destinations[k] == g { throw .duplicateDestination(g) }
+        }
+    }
+
+    /// Step 1: writes the message into the next slot at every process of every destination group.
+    /// Returns its id, or nil when a destination ring or the outbox is full (nothing was written; try
+    /// again after the driver made progress).
+    public func multicast(_ payload: UnsafeRawBufferPointer, to destinations: UnsafeBufferPointer<GroupID>) throws(MulticastError) -> MessageID? {
+        try validate(payloadCount: payload.count, destinations: destinations)
+        let buffer = Int((nextSequence &- 1) % UInt64(layout.senderStagingCount))
+        guard stagingFree(buffer) else { return nil }
+        for g in destinations {
+            guard tails[Int(g.rawValue)] - releasedEverywhere(g) < layout.slots else { return nil }
+            for q in layout.members(of: g) where !outbox.hasRoom(layout.serverIndexOf[q]!) { return nil }
+        }
+        let id = MessageID(sender: me, sequence: nextSequence)
+        let maxDst = layout.maxDestinations
+        for (j, g) in destinations.enumerated() {
+            scratchGroups[j] = g
+            scratchSlots[j] = UInt16(tails[Int(g.rawValue)] % layout.slots)
+            stagingGroups[buffer * maxDst + j] = g
+            stagingCounters[buffer * maxDst + j] = tails[Int(g.rawValue)]
+        }
+        stagingCount[buffer] = UInt8(destinations.count)
+        let staging = region + layout.stagingOffset(buffer)
+        let length = scratchGroups.withUnsafeBufferPointer { groups in
+            scratchSlots.withUnsafeBufferPointer { slots in
+                MessageSlot.encode(into: staging, layout: layout, id: id,
+                                   destinations: UnsafeBufferPointer(rebasing: groups[0..<destinations.count]),
+                                   slots: UnsafeBufferPointer(rebasing: slots[0..<destinations.count]), payload: payload)
+            }
+        }
+        var t = 0
+        let targetBase = buffer * maxDst * layout.maxGroupSize
+        for (j, g) in destinations.enumerated() {
+            let offset = layout.slotOffset(sender: senderIndex, slot: Int(scratchSlots[j]))
+            for q in layout.members(of: g) {
+                let p = layout.serverIndexOf[q]!
+                let counter = outbox.enqueue(p, region: Layout.ringRegion, offset: offset, source: staging, length: length)
+                inPlaceTargets[targetBase + t] = (Int32(p), counter)
+                t += 1
+            }
+            tails[Int(g.rawValue)] += 1
+        }
+        if t < maxDst * layout.maxGroupSize { inPlaceTargets[targetBase + t] = (-1, 0) }
+        inPlaceIDs[buffer] = id.rawValue
+        nextSequence += 1
+        return id
+    }
+
+    private func stagingFree(_ buffer: Int) -> Bool {
+        let maxDst = layout.maxDestinations
+        for j in 0..<Int(stagingCount[buffer]) {
+            let g = stagingGroups[buffer * maxDst + j]
+            if releasedEverywhere(g) <= stagingCounters[buffer * maxDst + j] { return false }
+        }
+        return true
+    }
+
+    /// Messages whose bodies are in place at every destination (step 1 complete), oldest first:
+    /// calls `body` for each newly completed one. A body is in place once its write was retired by a
+    /// signaled completion on that connection.
+    public func pollInPlace(_ body: (MessageID) -> Void) {
+        let buffers = UInt64(layout.senderStagingCount)
+        let width = layout.maxDestinations * layout.maxGroupSize
+        while inPlaceHead < nextSequence {
+            let buffer = Int((inPlaceHead - 1) % buffers)
+            let base = buffer * width
+            for t in 0..<width {
+                let target = inPlaceTargets[base + t]
+                if target.peer < 0 { break }
+                if outbox.retired(Int(target.peer)) < target.counter { return }
+            }
+            body(MessageID(rawValue: inPlaceIDs[buffer]))
+            inPlaceHead += 1
+        }
+    }
+
+    /// Whether some multicast still waits for step 1 to complete.
+    public var awaitingInPlace: Bool { inPlaceHead < nextSequence }
+
+    /// Whether `id`'s slots were released by every destination process (delivered everywhere).
+    public func isDeliveredEverywhere(_ id: MessageID) -> Bool {
+        guard id.sender == me, id.sequence < nextSequence else { return false }
+        if nextSequence - id.sequence > UInt64(layout.senderStagingCount) { return true }
+        let buffer = Int((id.sequence - 1) % UInt64(layout.senderStagingCount))
+        let maxDst = layout.maxDestinations
+        for j in 0..<Int(stagingCount[buffer]) {
+            if releasedEverywhere(stagingGroups[buffer * maxDst + j]) <= stagingCounters[buffer * maxDst + j] { return false }
+        }
+        return true
+    }
+
+    /// The driver reports each completion of a write this engine queued for `peer`.
+    public func completed(peer: Int, id: UInt64, status: CompletionStatus) {
+        guard status == .success else { return }
+        outbox.completed(peer)
+    }
+}

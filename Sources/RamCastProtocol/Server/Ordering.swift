@@ -1,0 +1,103 @@
+import RamCastFabric
+
+extension ServerEngine {
+    /// Marks ORDERED every pending message whose every destination group h has (§10.2) a timestamp
+    /// present here *and* f_h + 1 votes for exactly that `(ballot, ts)`: h's leader's proposal plus
+    /// f_h matching follower acks in this slot's ack area. A single-group message at its leader is
+    /// also ordered once f of its signaled follower writes completed (the fast path).
+    func detectOrdered() -> Bool {
+        var progress = false
+        var i = 0
+        while i < pendingList.count {
+            let index = Int(pendingList[i])
+            if let final = finalTimestamp(index) {
+                ordered[index] = true
+                heap.push(ts: final.rawValue, id: ids[index].rawValue, index: Int32(index))
+                pendingList.swapAt(i, pendingList.count - 1)
+                pendingList.removeLast()
+                progress = true
+            } else {
+                i += 1
+            }
+        }
+        return progress
+    }
+
+    /// The final timestamp if the message is ordered, else nil.
+    private func finalTimestamp(_ index: Int) -> Timestamp? {
+        let maxDst = layout.maxDestinations
+        let count = Int(dstCount[index])
+        var final = Timestamp.none
+        let sender = index / layout.slots
+        for j in 0..<count {
+            let k = index * maxDst + j
+            let ts = timestamps[k]
+            guard !ts.isNone else { return nil }
+            let h = dsts[k]
+            if count == 1, h == group, isLeader, Int(fastPathAcks[index]) >= layout.f(of: h) {
+                stats.fastPathOrders += 1
+            } else {
+                let want = AckWord.pack(tsBallots[k], ts)
+                let slotBase = layout.slotOffset(sender: sender, slot: index % layout.slots)
+                let leaderMember = leaders[Int(h.rawValue)]
+                var votes = 1   // the leader's proposal
+                let size = layout.members(of: h).count
+                for m in 0..<size where m != leaderMember {
+                    let off = layout.ackOffset(slotOffset: slotBase, dstIndex: j, member: m)
+                    if RemoteMemory.loadAcquiring(ring + off) == want { votes += 1 }
+                }
+                guard votes >= layout.f(of: h) + 1 else { return nil }
+            }
+            if ts > final { final = ts }
+        }
+        return final
+    }
+
+    /// The smallest final timestamp a pending (unordered) message here can still end with: the
+    /// largest of its known group timestamps, and, while its own group's timestamp is unknown at a
+    /// follower, anything above what the leader's log has shown (the leader's later timestamps
+    /// exceed all earlier ones). Messages not here yet get their own group's timestamp later still,
+    /// above every final timestamp this process has ordered, so they never hold delivery back.
+    private func pendingFloor() -> Timestamp? {
+        var floor: Timestamp?
+        let maxDst = layout.maxDestinations
+        for raw in pendingList {
+            let index = Int(raw)
+            var lb = Timestamp.none
+            var ownKnown = false
+            for j in 0..<Int(dstCount[index]) {
+                let k = index * maxDst + j
+                if timestamps[k] > lb { lb = timestamps[k] }
+                if dsts[k] == group, !timestamps[k].isNone { ownKnown = true }
+            }
+            if !ownKnown {
+                let above = Timestamp(rawValue: maxOwnLogTs.rawValue + 1)
+                if above > lb { lb = above }
+            }
+            if floor == nil || lb < floor! { floor = lb }
+        }
+        return floor
+    }
+
+    /// Delivers ordered messages in `(final ts, id)` order while nothing pending can come before them.
+    func deliverReady(_ deliver: (borrowing Delivery) -> Void) -> Bool {
+        var progress = false
+        let floor = pendingFloor()
+        while let top = heap.top {
+            if let floor, top.ts >= floor.rawValue { break }
+            heap.pop()
+            let index = Int(top.index)
+            let sender = index / layout.slots
+            let slot = index % layout.slots
+            let base = ring + layout.slotOffset(sender: sender, slot: slot)
+            let length = Int(UInt32(littleEndian: base.load(fromByteOffset: 8, as: UInt32.self)))
+            deliver(Delivery(id: ids[index], finalTimestamp: Timestamp(rawValue: top.ts),
+                             payload: MessageSlot.payload(base, layout: layout, length: length),
+                             process: me, group: group, slot: base, destinationCount: Int(dstCount[index])))
+            stats.delivered += 1
+            release(index, base: base)
+            progress = true
+        }
+        return progress
+    }
+}

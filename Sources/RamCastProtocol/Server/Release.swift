@@ -1,0 +1,42 @@
+import RamCastFabric
+
+extension ServerEngine {
+    /// Clears a delivered message's slot and records it freed. Slots free out of order (delivery is
+    /// by timestamp, not by slot), so the sender is told only the contiguous count.
+    func release(_ index: Int, base: UnsafeMutableRawPointer) {
+        present[index] = false
+        ordered[index] = false
+        freed[index] = true
+        // Clear the ack area and the header (id last, with release ordering) before the sender can
+        // learn the slot is free: stale acks must not meet the next message's timestamps unchecked.
+        (base + layout.ackOffset).initializeMemory(as: UInt8.self, repeating: 0, count: layout.ackAreaSize)
+        (base + 8).initializeMemory(as: UInt8.self, repeating: 0, count: layout.headerSize - 8)
+        RemoteMemory.storeReleasing(0, at: base)
+        let sender = index / layout.slots
+        while released[sender] < expected[sender] {
+            let i = sender * layout.slots + released[sender] % layout.slots
+            guard freed[i] else { break }
+            freed[i] = false
+            released[sender] += 1
+            releasePending[sender] = true
+        }
+    }
+
+    /// Writes each sender's released count into its release cell for this process (an 8-byte inline
+    /// write, the "+1 reset" of the spec's write counts).
+    func sendReleases() -> Bool {
+        var progress = false
+        for sender in 0..<releasePending.count where releasePending[sender] {
+            let p = peer(sender: sender)
+            guard outbox.hasRoom(p) else { continue }
+            let value = UInt64(released[sender])
+            outbox.enqueue(p, region: Layout.senderRegion, offset: layout.releaseCellOffset(server: serverIndex), length: 8) {
+                $0.storeBytes(of: value, as: UInt64.self)
+            }
+            releasePending[sender] = false
+            stats.releases += 1
+            progress = true
+        }
+        return progress
+    }
+}

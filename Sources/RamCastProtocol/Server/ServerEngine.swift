@@ -1,0 +1,168 @@
+import RamCastFabric
+
+/// The RamCast state machine of one group member, with no I/O of its own.
+///
+/// Memory observations go in: ``poll(_:)`` reads this process's own registered memory (message
+/// bodies in the rings, leader writes in the logs, acks in the slots), which remote writes change
+/// behind its back. Writes to post come out: the engine appends them to its ``outbox``, and the
+/// driver posts them and reports completions with ``completed(peer:id:status:)``. Given the same
+/// memory contents and completions, it does the same thing: tests step it deterministically.
+///
+/// The steps of the protocol, each in its own file:
+/// - Step 1 (`Step1Receive.swift`): take message bodies from the rings, in slot order per sender.
+/// - Step 2 (`Step2Propose.swift`): a leader timestamps each new message and writes
+///   `(seq, ballot, ts)` to its followers' log and to the other destination leaders.
+/// - Step 3 (`Step3Logs.swift`): followers apply their leader's log strictly in `seq` order (§10.1)
+///   and ack to every destination process; leaders forward other groups' timestamps to their
+///   followers.
+/// - Ordering and delivery (`Ordering.swift`): a message is ordered once every destination group's
+///   timestamp is present and acked by f+1 of its members (§10.2), and delivered in
+///   `(final ts, message id)` order once nothing pending can end below it.
+/// - Slot release (`Release.swift`): after delivery the slot is cleared and handed back to the sender.
+///
+/// The hot path allocates nothing: all tables are sized from the ``Layout`` at init.
+public final class ServerEngine {
+    public let layout: Layout
+    public let me: NodeID
+    public let group: GroupID
+    public let member: Int
+    public let serverIndex: Int
+    public let outbox: Outbox
+    let ring: UnsafeMutableRawPointer
+    let log: UnsafeMutableRawPointer
+
+    // Cluster view.
+    /// Per group: the ballot this process accepts writes under, and the member index of its leader.
+    public internal(set) var ballots: [Ballot]
+    public internal(set) var leaders: [Int]
+    /// Skeen clock (the counter part of timestamps).
+    public internal(set) var clock: UInt64 = 0
+    public var isLeader: Bool { leaders[Int(group.rawValue)] == member }
+
+    // Step 1: per sender, the next slot counter expected in its ring here.
+    var expected: [Int]
+    // Message table, indexed by `sender * slots + slot`.
+    var present: [Bool]
+    var ids: [MessageID]
+    var dstCount: [UInt8]
+    var dsts: [GroupID]           // [index * maxDst + j]
+    var slotNumbers: [UInt16]     // [index * maxDst + j]
+    var timestamps: [Timestamp]   // [index * maxDst + j]
+    var tsBallots: [Ballot]       // [index * maxDst + j]
+    var fastPathAcks: [UInt8]
+    var ordered: [Bool]
+    var pendingList: [Int32]      // present, not yet ordered
+    var heap: OrderHeap
+
+    // Step 2 (leader): the next sequence number for its followers, and for each other group's leader.
+    var followerSeq: UInt32 = 0
+    var leaderSeq: [UInt32]
+    // Step 3: per group, the next sequence number expected in log[g]; and the largest timestamp
+    // processed from this process's own group log (a floor for anything its leader assigns later).
+    var logNext: [UInt32]
+    var maxOwnLogTs = Timestamp.none
+
+    // Slot release: per sender, the contiguous count of released slots, and slots freed out of order.
+    var released: [Int]
+    var freed: [Bool]
+    var releasePending: [Bool]
+
+    public internal(set) var stats = Stats()
+
+    public struct Stats: Sendable, Hashable {
+        public var bodies = 0
+        public var proposals = 0
+        public var forwards = 0
+        public var acks = 0
+        public var delivered = 0
+        public var releases = 0
+        public var fastPathOrders = 0
+    }
+
+    /// - Parameters:
+    ///   - ring, log: this process's ring and log regions (``Layout/ringRegionSize``,
+    ///     ``Layout/logRegionSize`` bytes).
+    ///   - outbox: where the engine's writes go; one peer per server, then one per sender.
+    public init(layout: Layout, me: NodeID, ring: UnsafeMutableRawPointer, log: UnsafeMutableRawPointer, outbox: Outbox) {
+        guard let g = layout.groupOf[me], let m = layout.memberIndexOf[me], let s = layout.serverIndexOf[me] else {
+            preconditionFailure("\(me) is not a group member")
+        }
+        self.layout = layout
+        self.me = me
+        group = g
+        member = m
+        serverIndex = s
+        self.outbox = outbox
+        self.ring = ring
+        self.log = log
+        let groups = layout.groupCount
+        ballots = layout.config.groups.map { Ballot(UInt32($0.count)) }
+        leaders = Array(repeating: 0, count: groups)
+        let senders = layout.config.senders.count
+        let entries = senders * layout.slots
+        let wide = entries * layout.maxDestinations
+        expected = Array(repeating: 0, count: senders)
+        present = Array(repeating: false, count: entries)
+        ids = Array(repeating: MessageID(rawValue: 0), count: entries)
+        dstCount = Array(repeating: 0, count: entries)
+        dsts = Array(repeating: GroupID(0), count: wide)
+        slotNumbers = Array(repeating: 0, count: wide)
+        timestamps = Array(repeating: .none, count: wide)
+        tsBallots = Array(repeating: .none, count: wide)
+        fastPathAcks = Array(repeating: 0, count: entries)
+        ordered = Array(repeating: false, count: entries)
+        pendingList = []
+        pendingList.reserveCapacity(entries)
+        heap = OrderHeap(capacity: entries)
+        leaderSeq = Array(repeating: 0, count: groups)
+        logNext = Array(repeating: 1, count: groups)
+        released = Array(repeating: 0, count: senders)
+        freed = Array(repeating: false, count: entries)
+        releasePending = Array(repeating: false, count: senders)
+    }
+
+    /// Outbox peer index of a server (its dense server index) and of a sender.
+    @inline(__always) func peer(server node: NodeID) -> Int { layout.serverIndexOf[node]! }
+    @inline(__always) func peer(sender index: Int) -> Int { layout.servers.count + index }
+    @inline(__always) func leader(of g: GroupID) -> NodeID { layout.config.groups[Int(g.rawValue)][leaders[Int(g.rawValue)]] }
+
+    /// One round of work: take new bodies, apply log entries, detect ordered messages, deliver what
+    /// can be delivered (calling `deliver` for each, in order; the payload is valid only during the
+    /// call) and release their slots. Returns whether anything happened.
+    @discardableResult
+    public func poll(_ deliver: (borrowing Delivery) -> Void) -> Bool {
+        var progress = receiveBodies()
+        progress = processLogs() || progress
+        progress = detectOrdered() || progress
+        progress = deliverReady(deliver) || progress
+        progress = sendReleases() || progress
+        _checkInvariants()
+        return progress
+    }
+
+    /// The driver reports each completion of a write this engine queued for `peer`.
+    public func completed(peer: Int, id: UInt64, status: CompletionStatus) {
+        guard status == .success else { return }
+        outbox.completed(peer)
+        if id >> 56 == WriteTag.fastPath {
+            let index = Int(id & 0xFFFF_FFFF)
+            if index < fastPathAcks.count, fastPathAcks[index] < 255 { fastPathAcks[index] += 1 }
+        }
+    }
+
+    #if DEBUG
+    func _checkInvariants() {
+        precondition(pendingList.count <= present.count)
+        for i in pendingList { precondition(present[Int(i)] && !ordered[Int(i)], "pending list holds a settled message") }
+        precondition(heap.count <= present.count)
+    }
+    #else
+    @inline(__always) func _checkInvariants() {}
+    #endif
+}
+
+/// The top byte of a write id says why the engine posted it.
+enum WriteTag {
+    static let fastPath: UInt64 = 1
+    static func fastPath(_ index: Int) -> UInt64 { fastPath << 56 | UInt64(index) }
+}

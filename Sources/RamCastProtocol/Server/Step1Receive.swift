@@ -1,0 +1,61 @@
+import RamCastFabric
+
+extension ServerEngine {
+    /// Step 1, receiving side: a sender's bodies arrive in its ring in slot order (one RC connection,
+    /// in-order writes), so each ring is polled at the next expected slot only. A body counts once its
+    /// CRC matches. A leader timestamps it at once (step 2).
+    func receiveBodies() -> Bool {
+        var progress = false
+        let slots = layout.slots
+        for sender in 0..<expected.count {
+            while true {
+                let slot = expected[sender] % slots
+                let index = sender * slots + slot
+                guard !present[index], !freed[index] else { break }   // still held from a lap ago
+                let base = ring + layout.slotOffset(sender: sender, slot: slot)
+                guard let header = MessageSlot.read(base, layout: layout) else { break }
+                // A leader needs outbox room for its step-2 writes before it takes the message.
+                if isLeader, !hasRoomToPropose(base, destinationCount: header.destinationCount) { return progress }
+                accept(index, base: base, header: header)
+                expected[sender] += 1
+                progress = true
+                if isLeader { propose(index) }
+            }
+        }
+        return progress
+    }
+
+    private func accept(_ index: Int, base: UnsafeRawPointer, header: MessageSlot.Header) {
+        let maxDst = layout.maxDestinations
+        present[index] = true
+        ordered[index] = false
+        fastPathAcks[index] = 0
+        ids[index] = header.id
+        dstCount[index] = UInt8(header.destinationCount)
+        for j in 0..<maxDst {
+            let k = index * maxDst + j
+            timestamps[k] = .none
+            tsBallots[k] = .none
+            if j < header.destinationCount {
+                dsts[k] = MessageSlot.destination(base, j)
+                slotNumbers[k] = UInt16(MessageSlot.slotNumber(base, j, layout: layout))
+            }
+        }
+        pendingList.append(Int32(index))
+        stats.bodies += 1
+    }
+
+    /// Index of `g` among the message's destinations, if it is one.
+    @inline(__always)
+    func destinationIndex(_ index: Int, _ g: GroupID) -> Int? {
+        let maxDst = layout.maxDestinations
+        for j in 0..<Int(dstCount[index]) where dsts[index * maxDst + j] == g { return j }
+        return nil
+    }
+
+    /// The message's slot number in group `g`'s rings.
+    @inline(__always)
+    func slotNumber(_ index: Int, in g: GroupID) -> Int? {
+        destinationIndex(index, g).map { Int(slotNumbers[index * layout.maxDestinations + $0]) }
+    }
+}

@@ -1,0 +1,124 @@
+import RamCastFabric
+
+extension ServerEngine {
+    /// Step 3: apply leader writes from the logs, each log strictly in sequence order.
+    ///
+    /// A follower reads only log[own group], written by its leader: proposals (its group's
+    /// timestamps, which it acks to every destination process) and forwards (other groups'
+    /// timestamps). A leader reads log[h] of every other group h, written by h's leader, and forwards
+    /// each timestamp to its followers. An entry whose message body has not arrived yet blocks its
+    /// log (§10.1): the body will come, from the sender or, after a sender crash, from a relay.
+    func processLogs() -> Bool {
+        var progress = false
+        if isLeader {
+            for h in 0..<layout.groupCount where h != Int(group.rawValue) {
+                while let entry = nextEntry(GroupID(UInt8(h))) {
+                    guard let index = messageIndex(entry) else { break }
+                    guard hasRoomToForward() else { return progress }
+                    record(entry, index)
+                    forward(entry, index)
+                    logNext[h] &+= 1
+                    progress = true
+                }
+            }
+        } else {
+            let g = Int(group.rawValue)
+            while let entry = nextEntry(group) {
+                guard let index = messageIndex(entry) else { break }
+                if entry.kind == .proposal {
+                    guard hasRoomToAck(index) else { break }
+                    record(entry, index)
+                    ack(entry, index)
+                } else {
+                    record(entry, index)
+                }
+                if entry.timestamp > maxOwnLogTs { maxOwnLogTs = entry.timestamp }
+                logNext[g] &+= 1
+                progress = true
+            }
+        }
+        return progress
+    }
+
+    @inline(__always)
+    private func nextEntry(_ h: GroupID) -> LogEntry? {
+        let seq = logNext[Int(h.rawValue)]
+        return LogEntry.read(log + layout.logOffset(group: h, seq: seq), expected: seq)
+    }
+
+    /// The table index of the entry's message, if its body is here.
+    @inline(__always)
+    private func messageIndex(_ e: LogEntry) -> Int? {
+        let index = Int(e.sender) * layout.slots + Int(e.slot)
+        guard index < present.count, present[index], ids[index] == e.message else { return nil }
+        return index
+    }
+
+    private func record(_ e: LogEntry, _ index: Int) {
+        guard let j = destinationIndex(index, e.group) else {
+            preconditionFailure("log entry for \(e.message) names \(e.group), which is not a destination")
+        }
+        let k = index * layout.maxDestinations + j
+        timestamps[k] = e.timestamp
+        tsBallots[k] = e.ballot
+        // Skeen: the clock moves past every timestamp seen (the paper's Task 3 and Task 4, with
+        // Task 4's tmp[g] typo fixed to tmp[h]).
+        if e.timestamp.clock > clock { clock = e.timestamp.clock }
+    }
+
+    private func hasRoomToForward() -> Bool {
+        for (i, follower) in layout.members(of: group).enumerated() where i != member {
+            if !outbox.hasRoom(peer(server: follower)) { return false }
+        }
+        return true
+    }
+
+    /// Leader, step 3: forward another group's timestamp to the followers, in this leader's one
+    /// sequence, so a follower sees every timestamp in the leader's causal order.
+    private func forward(_ e: LogEntry, _ index: Int) {
+        followerSeq &+= 1
+        var f = e
+        f.seq = followerSeq
+        f.kind = .forward
+        f.slot = UInt16(slotNumber(index, in: group)!)
+        for (i, follower) in layout.members(of: group).enumerated() where i != member {
+            outbox.enqueue(peer(server: follower), region: Layout.logRegion,
+                           offset: layout.logOffset(group: group, seq: f.seq), length: LogEntry.wireSize) { f.encode(into: $0) }
+        }
+        stats.forwards += 1
+    }
+
+    private func hasRoomToAck(_ index: Int) -> Bool {
+        let maxDst = layout.maxDestinations
+        for j in 0..<Int(dstCount[index]) {
+            for q in layout.members(of: dsts[index * maxDst + j]) where q != me {
+                if !outbox.hasRoom(peer(server: q)) { return false }
+            }
+        }
+        return true
+    }
+
+    /// Follower, step 3: ack `(ballot, ts)` of its own group into the message's slot at every
+    /// destination process, itself included (a local store).
+    private func ack(_ e: LogEntry, _ index: Int) {
+        let maxDst = layout.maxDestinations
+        let sender = index / layout.slots
+        let word = AckWord.pack(e.ballot, e.timestamp)
+        let myDst = destinationIndex(index, group)!
+        for j in 0..<Int(dstCount[index]) {
+            let h = dsts[index * maxDst + j]
+            let slot = Int(slotNumbers[index * maxDst + j])
+            let offset = layout.ackOffset(slotOffset: layout.slotOffset(sender: sender, slot: slot), dstIndex: myDst, member: member)
+            for q in layout.members(of: h) {
+                if q == me {
+                    RemoteMemory.storeReleasing(word, at: ring + offset)
+                } else {
+                    outbox.enqueue(peer(server: q), region: Layout.ringRegion, offset: offset, length: 8) {
+                        $0.storeBytes(of: word, as: UInt64.self)
+                    }
+                }
+            }
+        }
+        stats.acks += 1
+    }
+}

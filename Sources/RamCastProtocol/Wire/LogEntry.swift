@@ -1,0 +1,76 @@
+import RamCastFabric
+
+/// One write of a leader into a protected log (steps 2 and 3): a timestamp for one message, with the
+/// leader's ballot and a dense sequence number. 40 bytes in a 48-byte cell:
+/// `[seq:u32 | ballot:u32 | ts:u64 | msgID:u64 | sender:u16 | slot:u16 | group:u8 | kind:u8 | pad:2 | crc32c:u32 | pad:4]`.
+///
+/// The reader expects sequence numbers 1, 2, 3, ... in order; an entry is ready when its `seq` is
+/// the expected one and its CRC matches (larger than 8 bytes, it may land torn).
+public struct LogEntry: Hashable, Sendable {
+    public enum Kind: UInt8, Sendable {
+        /// The writer's own group's timestamp for the message (step 2).
+        case proposal = 1
+        /// Another group's timestamp, forwarded by the leader to its followers (step 3).
+        case forward = 2
+    }
+
+    public var seq: UInt32
+    public var ballot: Ballot
+    public var timestamp: Timestamp
+    public var message: MessageID
+    public var sender: UInt16
+    /// The message's slot number in the *reader's* group.
+    public var slot: UInt16
+    /// Whose timestamp this is.
+    public var group: GroupID
+    public var kind: Kind
+
+    public static let wireSize = 40
+
+    @inlinable
+    public init(seq: UInt32, ballot: Ballot, timestamp: Timestamp, message: MessageID, sender: UInt16,
+                slot: UInt16, group: GroupID, kind: Kind) {
+        self.seq = seq
+        self.ballot = ballot
+        self.timestamp = timestamp
+        self.message = message
+        self.sender = sender
+        self.slot = slot
+        self.group = group
+        self.kind = kind
+    }
+
+    @inlinable
+    public func encode(into p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: seq.littleEndian, as: UInt32.self)
+        (p + 4).storeBytes(of: ballot.rawValue.littleEndian, as: UInt32.self)
+        (p + 8).storeBytes(of: timestamp.rawValue.littleEndian, as: UInt64.self)
+        (p + 16).storeBytes(of: message.rawValue.littleEndian, as: UInt64.self)
+        (p + 24).storeBytes(of: sender.littleEndian, as: UInt16.self)
+        (p + 26).storeBytes(of: slot.littleEndian, as: UInt16.self)
+        (p + 28).storeBytes(of: group.rawValue, as: UInt8.self)
+        (p + 29).storeBytes(of: kind.rawValue, as: UInt8.self)
+        (p + 30).storeBytes(of: UInt16(0), as: UInt16.self)
+        (p + 32).storeBytes(of: CRC32C.checksum(p, count: 32).littleEndian, as: UInt32.self)
+        (p + 36).storeBytes(of: UInt32(0), as: UInt32.self)
+    }
+
+    /// Decodes the entry at `p` if it carries sequence number `expected` and is intact.
+    @inlinable
+    public static func read(_ p: UnsafeRawPointer, expected: UInt32) -> LogEntry? {
+        let first = RemoteMemory.loadAcquiring(p)
+        guard UInt32(truncatingIfNeeded: first) == expected else { return nil }
+        let stored = UInt32(littleEndian: p.load(fromByteOffset: 32, as: UInt32.self))
+        guard stored == CRC32C.checksum(p, count: 32),
+              let kind = Kind(rawValue: p.load(fromByteOffset: 29, as: UInt8.self)) else { return nil }
+        return LogEntry(
+            seq: expected,
+            ballot: Ballot(UInt32(truncatingIfNeeded: first >> 32)),
+            timestamp: Timestamp(rawValue: UInt64(littleEndian: p.load(fromByteOffset: 8, as: UInt64.self))),
+            message: MessageID(rawValue: UInt64(littleEndian: p.load(fromByteOffset: 16, as: UInt64.self))),
+            sender: UInt16(littleEndian: p.load(fromByteOffset: 24, as: UInt16.self)),
+            slot: UInt16(littleEndian: p.load(fromByteOffset: 26, as: UInt16.self)),
+            group: GroupID(p.load(fromByteOffset: 28, as: UInt8.self)),
+            kind: kind)
+    }
+}

@@ -10,6 +10,8 @@
 //   RamCastProtocol   the sans-I/O RamCast engine (steps 1-3, ordering, delivery, slot release):
 //                     memory observations in, writes to post out. No C imports.
 //   RamCast           the public API and the runtime that polls: drivers, local clusters, config.
+//   RamCastChecker    the property checker (spec section 11) for histories and delivery logs.
+//   RamCastSimulation seeded, randomized whole-cluster runs on the in-process fabric, checked.
 //   CRamCastVerbs     C shim over libibverbs and librdmacm (macro-wrapped verbs, errno capture).
 //   RamCastRDMA       the RDMA fabric over the shim: RC queue pairs set up with rdma_cm.
 //   RamCastFabricConformance  the one behaviour suite every fabric must pass (run by both test targets).
@@ -47,6 +49,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "RamCastChecker"),
+        .target(
+            name: "RamCastSimulation",
+            dependencies: ["RamCast", "RamCastProtocol", "RamCastFabric", "RamCastInProcess", "RamCastChecker"]
+        ),
         .target(
             name: "RamCastInProcess",
             dependencies: ["RamCastFabric"]
@@ -74,13 +81,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .executableTarget(
+            name: "ramcast-sim",
+            dependencies: [
+                "RamCastSimulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(
             name: "RamCastFabricTests",
             dependencies: ["RamCastFabric", "RamCastInProcess", "RamCastFabricConformance"]
         ),
         .testTarget(
             name: "RamCastTests",
-            dependencies: ["RamCast", "RamCastProtocol", "RamCastFabric", "RamCastInProcess"]
+            dependencies: ["RamCast", "RamCastProtocol", "RamCastFabric", "RamCastInProcess", "RamCastSimulation", "RamCastChecker"]
         ),
         .testTarget(
             name: "RamCastRDMATests",

@@ -29,8 +29,13 @@ public final class InProcessFabric {
     var rng: SplitMix64
     var endpoints: [NodeID: InProcessEndpoint] = [:]
     var links: [Link?] = []
-    /// Links that still have a pending write; scanned by `step()` (small: one per busy connection).
+    /// Writes posted and not yet visible, over all connections.
     var pendingWriteCount = 0
+    /// Writes posted by these nodes are held back: a step that picks one of them picks again with
+    /// probability ``slowdown``. Simulations slow senders down to make message bodies arrive after
+    /// the timestamps that refer to them (spec §10.1).
+    public var slowPosters: Set<NodeID> = []
+    public var slowdown: Double = 0
 
     public init(schedule: Schedule = .immediate, limits: FabricLimits = .inProcessDefault) {
         self.schedule = schedule
@@ -74,18 +79,32 @@ public final class InProcessFabric {
             if !link.directions.1.queue.isEmpty { busy += 1 }
         }
         guard busy > 0 else { return false }
-        var pick = Int(rng.next() % UInt64(busy))
-        for case let link? in links where link.isOpen {
-            if !link.directions.0.queue.isEmpty {
-                if pick == 0 { advance(link, 0); return true }
-                pick -= 1
+        for attempt in 0..<4 {
+            guard let (link, side) = pick(Int(rng.next() % UInt64(busy))) else { return false }
+            if attempt < 3, !slowPosters.isEmpty, slowPosters.contains(link.poster(side).node),
+               Double(rng.next() >> 11) / Double(1 << 53) < slowdown {
+                continue
             }
-            if !link.directions.1.queue.isEmpty {
-                if pick == 0 { advance(link, 1); return true }
-                pick -= 1
-            }
+            advance(link, side)
+            return true
         }
         return false
+    }
+
+    /// The `k`-th busy direction, in link order.
+    private func pick(_ k: Int) -> (Link, Int)? {
+        var k = k
+        for case let link? in links where link.isOpen {
+            if !link.directions.0.queue.isEmpty {
+                if k == 0 { return (link, 0) }
+                k -= 1
+            }
+            if !link.directions.1.queue.isEmpty {
+                if k == 0 { return (link, 1) }
+                k -= 1
+            }
+        }
+        return nil
     }
 
     /// Steps until no write is pending, or `maxSteps` steps were taken. Returns the steps taken.
@@ -93,6 +112,34 @@ public final class InProcessFabric {
     public func drain(maxSteps: Int = .max) -> Int {
         var n = 0
         while n < maxSteps, step() { n += 1 }
+        return n
+    }
+
+    /// Writes from `poster` to `target` posted and not yet visible.
+    public func pendingWrites(from poster: NodeID, to target: NodeID) -> Int {
+        var n = 0
+        for case let link? in links where link.isOpen {
+            for side in 0..<2 where link.poster(side).node == poster && link.target(side).node == target {
+                n += link.queueCount(side)
+            }
+        }
+        return n
+    }
+
+    /// Makes up to `count` pending writes from `poster` to `target` visible, whole and in order:
+    /// scripted tests use it to build an exact interleaving (say, a timestamp that overtakes the
+    /// body it refers to). Returns how many landed.
+    @discardableResult
+    public func deliver(from poster: NodeID, to target: NodeID, count: Int = .max) -> Int {
+        var n = 0
+        for case let link? in links where link.isOpen {
+            for side in 0..<2 where link.poster(side).node == poster && link.target(side).node == target {
+                while n < count, link.isOpen, link.queueCount(side) > 0 {
+                    link.applyWholeHead(side, fabric: self)
+                    n += 1
+                }
+            }
+        }
         return n
     }
 

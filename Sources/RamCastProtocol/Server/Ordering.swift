@@ -32,8 +32,12 @@ extension ServerEngine {
         for j in 0..<count {
             let k = index * maxDst + j
             let ts = timestamps[k]
-            guard !ts.isNone else { return nil }
             let h = dsts[k]
+            if ts.isNone {
+                // §10.2: without the timestamp, acks alone must not order the message.
+                guard !fixes.contains(.timestampsPresent), acksAlone(index, j, h) else { return nil }
+                continue
+            }
             if count == 1, h == group, isLeader, Int(fastPathAcks[index]) >= layout.f(of: h) {
                 stats.fastPathOrders += 1
             } else {
@@ -51,6 +55,19 @@ extension ServerEngine {
             if ts > final { final = ts }
         }
         return final
+    }
+
+    /// Without the §10.2 fix only (the paper's Task 5): f+1 votes under h's current ballot, whatever
+    /// timestamp they ack.
+    private func acksAlone(_ index: Int, _ j: Int, _ h: GroupID) -> Bool {
+        let slotBase = layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots)
+        var votes = 1
+        let ballot = UInt64(ballots[Int(h.rawValue)].rawValue & 0xFFFF)
+        for m in 0..<layout.members(of: h).count where m != leaders[Int(h.rawValue)] {
+            let word = RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, dstIndex: j, member: m))
+            if word != 0, word >> 48 == ballot { votes += 1 }
+        }
+        return votes >= layout.f(of: h) + 1
     }
 
     /// The smallest final timestamp a pending (unordered) message here can still end with: the

@@ -68,6 +68,13 @@ public final class ServerEngine {
     var releasePending: [Bool]
 
     public internal(set) var stats = Stats()
+    /// The spec §10 fixes this engine applies: all of them. Turning one off exists only so that the
+    /// regression tests can show the failure it prevents.
+    var fixes: SafetyFixes = .all
+    /// Without the §10.1 fix: log entries skipped because their body was missing, applied later.
+    var deferredEntries: [LogEntry] = []
+    /// Sees every leader write, ack and applied log entry, for checkers. Nil on the hot path.
+    public var tracer: (any EngineTracer)?
 
     public struct Stats: Sendable, Hashable {
         public var bodies = 0
@@ -165,4 +172,28 @@ public final class ServerEngine {
 enum WriteTag {
     static let fastPath: UInt64 = 1
     static func fastPath(_ index: Int) -> UInt64 { fastPath << 56 | UInt64(index) }
+}
+
+/// Observes the engine's protocol-internal events (spec §11's `propose`, `ack` and the follower's
+/// processing of each sequence number), so a checker can verify invariants I3–I6.
+public protocol EngineTracer: AnyObject {
+    /// A leader wrote its own group's timestamp (step 2).
+    func proposed(_ entry: LogEntry, by leader: NodeID)
+    /// A leader forwarded another group's timestamp to its followers (step 3).
+    func forwarded(_ entry: LogEntry, by leader: NodeID)
+    /// A follower acked its group's timestamp (step 3).
+    func acked(_ entry: LogEntry, by follower: NodeID)
+    /// A follower acted on its leader's write `entry.seq`.
+    func applied(_ entry: LogEntry, by follower: NodeID)
+}
+
+/// The corrections of spec §10 that the paper's final pseudo-code lacks.
+struct SafetyFixes: OptionSet {
+    var rawValue: UInt8
+    /// §10.1: a follower applies its leader's writes strictly in sequence order, waiting for a missing
+    /// body instead of skipping ahead.
+    static let sequenceOrder = SafetyFixes(rawValue: 1)
+    /// §10.2: ORDERED requires every group's timestamp to be present, not just a quorum of acks.
+    static let timestampsPresent = SafetyFixes(rawValue: 2)
+    static let all: SafetyFixes = [.sequenceOrder, .timestampsPresent]
 }

@@ -33,7 +33,7 @@ extension ServerEngine {
         let mySlot = UInt16(slotNumbers[index * maxDst + j])
 
         followerSeq &+= 1
-        let entry = LogEntry(seq: followerSeq, ballot: ballot, timestamp: ts, message: id, sender: sender,
+        let entry = LogEntry(seq: followerSeq, ballot: ballot, tsBallot: ballot, timestamp: ts, message: id, sender: sender,
                              slot: mySlot, group: group, kind: .proposal)
         for (i, follower) in layout.members(of: group).enumerated() where i != member {
             outbox.enqueue(peer(server: follower), region: Layout.logRegion,
@@ -50,6 +50,7 @@ extension ServerEngine {
             outbox.enqueue(peer(server: leader(of: h)), region: Layout.logRegion,
                            offset: layout.logOffset(group: group, seq: e.seq), length: LogEntry.wireSize) { e.encode(into: $0) }
         }
+        tracer?.proposed(entry, by: me)
         stats.proposals += 1
     }
 }

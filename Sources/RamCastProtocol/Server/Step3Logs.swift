@@ -23,8 +23,15 @@ extension ServerEngine {
             }
         } else {
             let g = Int(group.rawValue)
+            if !fixes.contains(.sequenceOrder) { progress = applyDeferred() }
             while let entry = nextEntry(group) {
-                guard let index = messageIndex(entry) else { break }
+                guard let index = messageIndex(entry) else {
+                    if fixes.contains(.sequenceOrder) { break }
+                    // The paper's final version: skip an entry whose body is missing, come back later.
+                    deferredEntries.append(entry)
+                    logNext[g] &+= 1
+                    continue
+                }
                 if entry.kind == .proposal {
                     guard hasRoomToAck(index) else { break }
                     record(entry, index)
@@ -33,8 +40,28 @@ extension ServerEngine {
                     record(entry, index)
                 }
                 if entry.timestamp > maxOwnLogTs { maxOwnLogTs = entry.timestamp }
+                tracer?.applied(entry, by: me)
                 logNext[g] &+= 1
                 progress = true
+            }
+        }
+        return progress
+    }
+
+    /// Without the §10.1 fix only: applies skipped entries whose body has arrived since.
+    private func applyDeferred() -> Bool {
+        var progress = false
+        var i = 0
+        while i < deferredEntries.count {
+            let entry = deferredEntries[i]
+            if let index = messageIndex(entry), entry.kind != .proposal || hasRoomToAck(index) {
+                record(entry, index)
+                if entry.kind == .proposal { ack(entry, index) }
+                if entry.timestamp > maxOwnLogTs { maxOwnLogTs = entry.timestamp }
+                deferredEntries.remove(at: i)
+                progress = true
+            } else {
+                i += 1
             }
         }
         return progress
@@ -60,7 +87,7 @@ extension ServerEngine {
         }
         let k = index * layout.maxDestinations + j
         timestamps[k] = e.timestamp
-        tsBallots[k] = e.ballot
+        tsBallots[k] = e.tsBallot
         // Skeen: the clock moves past every timestamp seen (the paper's Task 3 and Task 4, with
         // Task 4's tmp[g] typo fixed to tmp[h]).
         if e.timestamp.clock > clock { clock = e.timestamp.clock }
@@ -80,11 +107,13 @@ extension ServerEngine {
         var f = e
         f.seq = followerSeq
         f.kind = .forward
+        f.ballot = ballots[Int(group.rawValue)]
         f.slot = UInt16(slotNumber(index, in: group)!)
         for (i, follower) in layout.members(of: group).enumerated() where i != member {
             outbox.enqueue(peer(server: follower), region: Layout.logRegion,
                            offset: layout.logOffset(group: group, seq: f.seq), length: LogEntry.wireSize) { f.encode(into: $0) }
         }
+        tracer?.forwarded(f, by: me)
         stats.forwards += 1
     }
 
@@ -103,7 +132,7 @@ extension ServerEngine {
     private func ack(_ e: LogEntry, _ index: Int) {
         let maxDst = layout.maxDestinations
         let sender = index / layout.slots
-        let word = AckWord.pack(e.ballot, e.timestamp)
+        let word = AckWord.pack(e.tsBallot, e.timestamp)
         let myDst = destinationIndex(index, group)!
         for j in 0..<Int(dstCount[index]) {
             let h = dsts[index * maxDst + j]
@@ -119,6 +148,7 @@ extension ServerEngine {
                 }
             }
         }
+        tracer?.acked(e, by: me)
         stats.acks += 1
     }
 }

@@ -1,8 +1,10 @@
 import RamCastFabric
 
 /// One write of a leader into a protected log (steps 2 and 3): a timestamp for one message, with the
-/// leader's ballot and a dense sequence number. 40 bytes in a 48-byte cell:
-/// `[seq:u32 | ballot:u32 | ts:u64 | msgID:u64 | sender:u16 | slot:u16 | group:u8 | kind:u8 | pad:2 | crc32c:u32 | pad:4]`.
+/// writer's ballot and a dense sequence number. 40 bytes in a 48-byte cell:
+/// `[seq:u32 | ballot:u32 | ts:u64 | msgID:u64 | sender:u16 | slot:u16 | group:u8 | kind:u8 | pad:2 | tsBallot:u32 | crc32c:u32]`.
+/// `ballot` is the writer's (the stream's) ballot; `tsBallot` the ballot the timestamp was proposed
+/// under in its own group, which is what that group's followers ack.
 ///
 /// The reader expects sequence numbers 1, 2, 3, ... in order; an entry is ready when its `seq` is
 /// the expected one and its CRC matches (larger than 8 bytes, it may land torn).
@@ -16,6 +18,7 @@ public struct LogEntry: Hashable, Sendable {
 
     public var seq: UInt32
     public var ballot: Ballot
+    public var tsBallot: Ballot
     public var timestamp: Timestamp
     public var message: MessageID
     public var sender: UInt16
@@ -28,10 +31,11 @@ public struct LogEntry: Hashable, Sendable {
     public static let wireSize = 40
 
     @inlinable
-    public init(seq: UInt32, ballot: Ballot, timestamp: Timestamp, message: MessageID, sender: UInt16,
+    public init(seq: UInt32, ballot: Ballot, tsBallot: Ballot, timestamp: Timestamp, message: MessageID, sender: UInt16,
                 slot: UInt16, group: GroupID, kind: Kind) {
         self.seq = seq
         self.ballot = ballot
+        self.tsBallot = tsBallot
         self.timestamp = timestamp
         self.message = message
         self.sender = sender
@@ -51,8 +55,8 @@ public struct LogEntry: Hashable, Sendable {
         (p + 28).storeBytes(of: group.rawValue, as: UInt8.self)
         (p + 29).storeBytes(of: kind.rawValue, as: UInt8.self)
         (p + 30).storeBytes(of: UInt16(0), as: UInt16.self)
-        (p + 32).storeBytes(of: CRC32C.checksum(p, count: 32).littleEndian, as: UInt32.self)
-        (p + 36).storeBytes(of: UInt32(0), as: UInt32.self)
+        (p + 32).storeBytes(of: tsBallot.rawValue.littleEndian, as: UInt32.self)
+        (p + 36).storeBytes(of: CRC32C.checksum(p, count: 36).littleEndian, as: UInt32.self)
     }
 
     /// Decodes the entry at `p` if it carries sequence number `expected` and is intact.
@@ -60,12 +64,13 @@ public struct LogEntry: Hashable, Sendable {
     public static func read(_ p: UnsafeRawPointer, expected: UInt32) -> LogEntry? {
         let first = RemoteMemory.loadAcquiring(p)
         guard UInt32(truncatingIfNeeded: first) == expected else { return nil }
-        let stored = UInt32(littleEndian: p.load(fromByteOffset: 32, as: UInt32.self))
-        guard stored == CRC32C.checksum(p, count: 32),
+        let stored = UInt32(littleEndian: p.load(fromByteOffset: 36, as: UInt32.self))
+        guard stored == CRC32C.checksum(p, count: 36),
               let kind = Kind(rawValue: p.load(fromByteOffset: 29, as: UInt8.self)) else { return nil }
         return LogEntry(
             seq: expected,
             ballot: Ballot(UInt32(truncatingIfNeeded: first >> 32)),
+            tsBallot: Ballot(UInt32(littleEndian: p.load(fromByteOffset: 32, as: UInt32.self))),
             timestamp: Timestamp(rawValue: UInt64(littleEndian: p.load(fromByteOffset: 8, as: UInt64.self))),
             message: MessageID(rawValue: UInt64(littleEndian: p.load(fromByteOffset: 16, as: UInt64.self))),
             sender: UInt16(littleEndian: p.load(fromByteOffset: 24, as: UInt16.self)),

@@ -1,0 +1,60 @@
+import RamCastChecker
+import RamCastFabric
+import RamCastProtocol
+
+/// Turns engine events into the checker's ``History``: multicasts, deliveries in order per process,
+/// and the leader writes, acks and applied sequence numbers that invariants I3–I6 need.
+public final class HistoryRecorder: EngineTracer {
+    public private(set) var history = History()
+    public let membership: Membership
+
+    public init(layout: Layout) {
+        var groups: [RamCastChecker.GroupID: [ProcessID]] = [:]
+        for (g, members) in layout.config.groups.enumerated() {
+            groups[RamCastChecker.GroupID(UInt32(g))] = members.map { ProcessID($0.rawValue) }
+        }
+        membership = try! Membership(groups: groups)
+    }
+
+    static func id(_ m: RamCastProtocol.MessageID) -> RamCastChecker.MessageID {
+        RamCastChecker.MessageID(sender: m.sender.rawValue, sequence: m.sequence)
+    }
+
+    static func group(_ g: RamCastProtocol.GroupID) -> RamCastChecker.GroupID { RamCastChecker.GroupID(UInt32(g.rawValue)) }
+
+    public func multicast(_ m: RamCastProtocol.MessageID, destinations: [RamCastProtocol.GroupID]) {
+        history.recordMulticast(Self.id(m), sender: ProcessID(m.sender.rawValue), destinations: destinations.map(Self.group))
+    }
+
+    public func delivered(_ d: borrowing Delivery) {
+        history.recordDelivery(process: ProcessID(d.process.rawValue), message: Self.id(d.id),
+                               finalTimestamp: d.finalTimestamp.rawValue, destinations: d.destinations.map(Self.group))
+    }
+
+    public func crashed(_ node: NodeID) { history.recordCrash(ProcessID(node.rawValue)) }
+
+    public func proposed(_ e: LogEntry, by leader: NodeID) {
+        history.recordProposal(group: Self.group(e.group), ballot: UInt64(e.ballot.rawValue), sequence: UInt64(e.seq),
+                               message: Self.id(e.message), timestamp: e.timestamp.rawValue)
+    }
+
+    public func forwarded(_ e: LogEntry, by leader: NodeID) {
+        history.recordPropagation(group: groupOf(leader),
+                                  ballot: UInt64(e.ballot.rawValue), sequence: UInt64(e.seq), message: Self.id(e.message),
+                                  sourceGroup: Self.group(e.group), timestamp: e.timestamp.rawValue)
+    }
+
+    public func acked(_ e: LogEntry, by follower: NodeID) {
+        history.recordAck(process: ProcessID(follower.rawValue), group: Self.group(e.group), ballot: UInt64(e.tsBallot.rawValue),
+                          message: Self.id(e.message), timestamp: e.timestamp.rawValue)
+    }
+
+    public func applied(_ e: LogEntry, by follower: NodeID) {
+        history.recordProcessedSequence(process: ProcessID(follower.rawValue), group: groupOf(follower),
+                                        ballot: UInt64(e.ballot.rawValue), sequence: UInt64(e.seq))
+    }
+
+    private func groupOf(_ node: NodeID) -> RamCastChecker.GroupID {
+        membership.group(of: ProcessID(node.rawValue)) ?? RamCastChecker.GroupID(UInt32.max)
+    }
+}

@@ -1,0 +1,165 @@
+import RamCast
+import RamCastChecker
+import RamCastFabric
+import RamCastInProcess
+import RamCastProtocol
+
+/// A randomized, reproducible run of a whole cluster on the in-process fabric, checked by the
+/// property checker.
+///
+/// Everything random (the cluster's shape, the workload, the fabric's schedule, which process runs
+/// next) is drawn from one seed, so `Simulation.run(seed:)` with a printed seed replays a failing run
+/// exactly. The fabric reorders writes across connections (never within one), tears multi-word
+/// writes, and holds senders' writes back so that bodies arrive after the timestamps naming them.
+public enum Simulation {
+    public struct Shape: Sendable, CustomStringConvertible {
+        public var groups: Int
+        public var groupSize: Int
+        public var senders: Int
+        public var slots: Int
+        public var slotSize: Int
+        public var maxDestinations: Int
+        public var inlineThreshold: Int
+        public var signalInterval: Int
+        public var sendQueueDepth: Int
+        public var messages: Int
+        public var tearProbability: Double
+        public var bodyDelay: Double
+
+        public var description: String {
+            "\(groups) groups × \(groupSize), \(senders) senders, \(messages) messages, \(slots) slots of \(slotSize) B, " +
+            "≤\(maxDestinations) destinations, inline ≤\(inlineThreshold), signal 1/\(signalInterval), SQ \(sendQueueDepth), " +
+            "tear \(tearProbability), body delay \(bodyDelay)"
+        }
+
+        /// Draws a shape: mostly groups of 3, sometimes 1 or 5; small rings and send queues, so that
+        /// back-pressure, ring wrap-around and credit exhaustion happen often.
+        public static func random(_ rng: inout SplitMix64) -> Shape {
+            let groups = 1 + Int(rng.next() % 3)
+            let sizes = [1, 3, 3, 3, 5]
+            return Shape(
+                groups: groups,
+                groupSize: sizes[Int(rng.next() % UInt64(sizes.count))],
+                senders: 1 + Int(rng.next() % 3),
+                slots: 1 + Int(rng.next() % 6),
+                slotSize: [192, 256, 512][Int(rng.next() % 3)],
+                maxDestinations: 1 + Int(rng.next() % UInt64(groups)),
+                inlineThreshold: [0, 40, 64, 256][Int(rng.next() % 4)],
+                signalInterval: 1 + Int(rng.next() % 16),
+                sendQueueDepth: [4, 16, 128][Int(rng.next() % 3)],
+                messages: 20 + Int(rng.next() % 100),
+                tearProbability: [0, 0.2, 0.5][Int(rng.next() % 3)],
+                bodyDelay: [0, 0.5, 0.9][Int(rng.next() % 3)])
+        }
+    }
+
+    public struct Outcome: Sendable, CustomStringConvertible {
+        public var seed: UInt64
+        public var shape: Shape
+        public var report: CheckReport
+        public var delivered: Int
+        public var steps: Int
+        /// Set when the run did not reach quiescence within its step budget (a liveness failure).
+        public var stalled: String?
+        public var writesPerRole: [String: Double]
+
+        public var passed: Bool { report.isClean && stalled == nil }
+
+        public var description: String {
+            var s = "seed \(seed) (\(shape)): \(delivered) deliveries in \(steps) steps"
+            if let stalled { s += "\n  STALLED: \(stalled)" }
+            if !report.isClean { s += "\n" + report.description }
+            return s
+        }
+    }
+
+    /// Runs one seed with a random shape.
+    public static func run(seed: UInt64) throws -> Outcome {
+        var rng = SplitMix64(seed: seed)
+        let shape = Shape.random(&rng)
+        return try run(seed: seed, shape: shape, rng: &rng)
+    }
+
+    public static func run(seed: UInt64, shape: Shape) throws -> Outcome {
+        var rng = SplitMix64(seed: seed ^ 0x9E37_79B9)
+        return try run(seed: seed, shape: shape, rng: &rng)
+    }
+
+    static func run(seed: UInt64, shape: Shape, rng: inout SplitMix64) throws -> Outcome {
+        var next: UInt32 = 0
+        let groups: [[NodeID]] = (0..<shape.groups).map { _ in
+            (0..<shape.groupSize).map { _ in defer { next += 1 }; return NodeID(next) }
+        }
+        let senders = (0..<shape.senders).map { NodeID(100 + UInt32($0)) }
+        let config = ProtocolConfig(groups: groups, senders: senders, slotsPerRing: shape.slots, slotSize: shape.slotSize,
+                                    inlineThreshold: shape.inlineThreshold, signalInterval: shape.signalInterval,
+                                    maxDestinations: shape.maxDestinations)
+        let layout = try Layout(config)
+        var limits = FabricLimits.inProcessDefault
+        limits.sendQueueDepth = shape.sendQueueDepth
+        let fabric = InProcessFabric(schedule: .seeded(rng.next(), tearProbability: shape.tearProbability), limits: limits)
+        fabric.slowPosters = Set(senders)
+        fabric.slowdown = shape.bodyDelay
+        let cluster = try LocalCluster(layout: layout) { (id: NodeID) throws(FabricError) -> any FabricEndpoint in
+            try fabric.makeEndpoint(id)
+        }
+        let recorder = HistoryRecorder(layout: layout)
+        for node in cluster.servers { node.server!.tracer = recorder }
+
+        var remaining = Array(repeating: shape.messages / shape.senders, count: shape.senders)
+        remaining[0] += shape.messages % shape.senders
+        var expectedDeliveries = 0
+        var delivered = 0
+        var steps = 0
+        let budget = 2_000_000
+        var payload = [UInt8](repeating: 0, count: layout.maxPayload)
+        var dst: [RamCastProtocol.GroupID] = []
+        let deliver: (borrowing Delivery) -> Void = { d in
+            recorder.delivered(d)
+            delivered += 1
+        }
+        while steps < budget {
+            steps += 1
+            let action = rng.next() % 10
+            if action < 2, let s = remaining.indices.filter({ remaining[$0] > 0 }).randomElement(using: &rng) {
+                // A multicast: random destinations and size (empty payloads included).
+                let sender = cluster.senders[s].sender!
+                dst.removeAll(keepingCapacity: true)
+                let count = 1 + Int(rng.next() % UInt64(shape.maxDestinations))
+                var all = (0..<shape.groups).map { RamCastProtocol.GroupID(UInt8($0)) }
+                all.shuffle(using: &rng)
+                dst.append(contentsOf: all.prefix(count))
+                let size = Int(rng.next() % UInt64(layout.maxPayload + 1))
+                for i in 0..<size { payload[i] = UInt8(truncatingIfNeeded: rng.next()) }
+                let id = try payload.withUnsafeBytes { p in
+                    try dst.withUnsafeBufferPointer { try sender.multicast(UnsafeRawBufferPointer(rebasing: p[0..<size]), to: $0) }
+                }
+                if let id {
+                    recorder.multicast(id, destinations: dst)
+                    expectedDeliveries += dst.reduce(0) { $0 + layout.members(of: $1).count }
+                    remaining[s] -= 1
+                }
+            } else if action < 6 {
+                try cluster.nodes[Int(rng.next() % UInt64(cluster.nodes.count))].pump(deliver)
+            } else {
+                for _ in 0..<(1 + Int(rng.next() % 8)) { fabric.step() }
+            }
+            if remaining.allSatisfy({ $0 == 0 }), delivered == expectedDeliveries, fabric.pendingWrites == 0 { break }
+        }
+        // Let outstanding releases and flushes settle, then a quiescent check.
+        for _ in 0..<1000 { _ = try cluster.pumpAll(deliver); fabric.drain() }
+        var stalled: String?
+        if delivered != expectedDeliveries || !remaining.allSatisfy({ $0 == 0 }) {
+            stalled = "after \(steps) steps: \(delivered) of \(expectedDeliveries) deliveries, \(remaining.reduce(0, +)) multicasts not accepted, \(fabric.pendingWrites) writes in flight"
+        }
+        let report = check(recorder.history, membership: recorder.membership, quiescent: true)
+        var perRole: [String: Double] = [:]
+        let messages = Double(max(1, shape.messages))
+        for node in cluster.nodes {
+            let role = node.sender != nil ? "sender" : (node.server!.isLeader ? "leader" : "follower")
+            perRole[role, default: 0] += Double(node.driver.writesPosted) / messages
+        }
+        return Outcome(seed: seed, shape: shape, report: report, delivered: delivered, steps: steps, stalled: stalled,
+                       writesPerRole: perRole)
+    }
+}

@@ -1,0 +1,45 @@
+import ArgumentParser
+import RamCastSimulation
+
+/// Replays or explores seeded simulations from the command line: `ramcast-sim --seed 42` reproduces
+/// exactly the run a failing test printed.
+struct RamCastSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ramcast-sim",
+        abstract: "Run seeded, randomized RamCast cluster simulations and check every run.")
+
+    @Option(help: "Run this one seed and print its outcome.")
+    var seed: UInt64?
+
+    @Option(help: "First seed of an exploration.")
+    var from: UInt64 = 1
+
+    @Option(help: "Seeds to explore (ignored with --seed).")
+    var count: Int = 1000
+
+    @Flag(help: "Print every run, not only failures.")
+    var verbose = false
+
+    mutating func run() throws {
+        if let seed {
+            let outcome = try Simulation.run(seed: seed)
+            print(outcome)
+            print("writes per message per role: \(outcome.writesPerRole.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: ", "))")
+            if !outcome.passed { throw ExitCode(1) }
+            return
+        }
+        var failed: [UInt64] = []
+        for s in from..<(from + UInt64(count)) {
+            let outcome = try Simulation.run(seed: s)
+            if verbose || !outcome.passed { print(outcome) }
+            if !outcome.passed { failed.append(s) }
+        }
+        print("\(count - failed.count) passed, \(failed.count) failed")
+        if !failed.isEmpty {
+            print("failing seeds: \(failed.map(String.init).joined(separator: " "))")
+            throw ExitCode(1)
+        }
+    }
+}
+
+RamCastSim.main()

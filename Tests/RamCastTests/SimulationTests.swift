@@ -1,0 +1,46 @@
+import RamCastFabric
+import RamCastSimulation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Randomized schedules, checked. The number of seeds is bounded by a time budget
+/// (`RAMCAST_SIM_SECONDS`, default 60) rather than fixed, so CI explores as many as fit; a failure
+/// prints its seed, and `RAMCAST_SIM_SEED=N` replays that one seed.
+@Suite("Randomized simulation")
+struct SimulationTests {
+    static var budget: Duration {
+        .seconds(Double(ProcessInfoLite.env("RAMCAST_SIM_SECONDS") ?? "") ?? 60)
+    }
+
+    @Test("thousands of seeded schedules pass the property checker")
+    func randomizedSchedules() throws {
+        if let one = ProcessInfoLite.env("RAMCAST_SIM_SEED").flatMap(UInt64.init) {
+            let outcome = try Simulation.run(seed: one)
+            print(outcome)
+            #expect(outcome.passed, "\(outcome)")
+            return
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        var seeds = 0
+        var failures: [Simulation.Outcome] = []
+        var seed: UInt64 = 1
+        while clock.now - start < Self.budget, failures.count < 3 {
+            let outcome = try Simulation.run(seed: seed)
+            if !outcome.passed { failures.append(outcome) }
+            seeds += 1
+            seed += 1
+        }
+        print("simulation: \(seeds) seeds explored in \(clock.now - start), \(failures.count) failed")
+        for f in failures { print("simulation: FAILED \(f)\n  replay: RAMCAST_SIM_SEED=\(f.seed) swift test --filter SimulationTests") }
+        #expect(failures.isEmpty, "failing seeds: \(failures.map(\.seed))")
+        #expect(seeds >= 100, "only \(seeds) seeds fit in the time budget")
+    }
+}
+
+enum ProcessInfoLite {
+    static func env(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
+}

@@ -76,7 +76,8 @@ let package = Package(
         .executableTarget(
             name: "ramcast-demo",
             dependencies: [
-                "RamCastFabric", "RamCastInProcess", "RamCastRDMA",
+                "RamCast", "RamCastProtocol", "RamCastFabric", "RamCastInProcess", "RamCastRDMA",
+                "RamCastChecker", "RamCastSimulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,0 +1,251 @@
+// Delivery log reader: the only file in this module that uses Foundation (file access and JSON parsing).
+import Foundation
+
+/// An input error, naming the file (and the 1-based line, when there is one).
+public struct DeliveryLogError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var line: Int?
+    public var reason: String
+
+    public init(file: String, line: Int? = nil, reason: String) {
+        self.file = file
+        self.line = line
+        self.reason = reason
+    }
+
+    public var description: String { line.map { "\(file):\($0): \(reason)" } ?? "\(file): \(reason)" }
+}
+
+extension DeliveryLog {
+    /// Loads a log directory (see the layout in DeliveryLogFormat.swift): multicasts are recorded first, then each
+    /// process's deliveries, so "mcast precedes delivery" reduces to "an mcast exists". A malformed line is an
+    /// error naming file and line, except an unterminated last line of a process or sender that `cluster.json`
+    /// lists as crashed: that is a torn final write, skipped with a note in `history.notes`.
+    ///
+    /// - Throws: `DeliveryLogError`.
+    public static func load(directory: String) throws -> (history: History, membership: Membership, quiescent: Bool) {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw DeliveryLogError(file: directory, reason: "no such directory")
+        }
+        let (membership, crashed, quiescent) = try loadCluster(path: directory + "/" + clusterFileName)
+
+        let names: [String]
+        do {
+            names = try fm.contentsOfDirectory(atPath: directory)
+        } catch {
+            throw DeliveryLogError(file: directory, reason: "cannot list directory: \(error.localizedDescription)")
+        }
+        var deliveryFiles: [(ProcessID, String)] = []
+        var multicastFiles: [(ProcessID, String)] = []
+        for name in names {
+            if let id = try fileID(name, prefix: "deliveries-") {
+                deliveryFiles.append((id, name))
+            } else if let id = try fileID(name, prefix: "multicasts-") {
+                multicastFiles.append((id, name))
+            }
+        }
+        deliveryFiles.sort { $0.0 < $1.0 }
+        multicastFiles.sort { $0.0 < $1.0 }
+
+        var history = History()
+        let decoder = JSONDecoder()
+        for (sender, name) in multicastFiles {
+            let note = try forEachLine(
+                path: directory + "/" + name, name: name, tolerateTornLastLine: crashed.contains(sender)
+            ) {
+                lineNumber, data in
+                let line = try decode(MulticastLine.self, from: data, decoder: decoder, file: name, line: lineNumber)
+                guard let id = MessageID(line.message) else {
+                    throw DeliveryLogError(
+                        file: name, line: lineNumber,
+                        reason: "message \"\(line.message)\" is not of the form sender.sequence")
+                }
+                if let s = line.sender, s != sender.rawValue {
+                    throw DeliveryLogError(
+                        file: name, line: lineNumber,
+                        reason: "line says sender \(s) but the file is for sender \(sender)")
+                }
+                history.recordMulticast(
+                    id, sender: sender, destinations: line.destinations.map(GroupID.init(rawValue:)))
+            }
+            if let note { history.addNote(note) }
+        }
+        for (process, name) in deliveryFiles {
+            let expectedGroup = membership.group(of: process)
+            let note = try forEachLine(
+                path: directory + "/" + name, name: name, tolerateTornLastLine: crashed.contains(process)
+            ) {
+                lineNumber, data in
+                let line = try decode(DeliveryLine.self, from: data, decoder: decoder, file: name, line: lineNumber)
+                guard line.process == process.rawValue else {
+                    throw DeliveryLogError(
+                        file: name, line: lineNumber,
+                        reason: "line says process \(line.process) but the file is for process \(process)")
+                }
+                if let g = expectedGroup, g.rawValue != line.group {
+                    throw DeliveryLogError(
+                        file: name, line: lineNumber,
+                        reason:
+                            "line says group \(line.group) but \(clusterFileName) puts process \(process) in group \(g)"
+                    )
+                }
+                guard let id = MessageID(line.message) else {
+                    throw DeliveryLogError(
+                        file: name, line: lineNumber,
+                        reason: "message \"\(line.message)\" is not of the form sender.sequence")
+                }
+                var groupTimestamps: [GroupTimestamp]? = nil
+                if let raw = line.groupTimestamps {
+                    var list: [GroupTimestamp] = []
+                    for (key, ts) in raw {
+                        guard let g = UInt32(key) else {
+                            throw DeliveryLogError(
+                                file: name, line: lineNumber, reason: "groupTimestamps key \"\(key)\" is not a group id"
+                            )
+                        }
+                        list.append(GroupTimestamp(group: GroupID(g), timestamp: ts))
+                    }
+                    groupTimestamps = list.sorted { $0.group < $1.group }
+                }
+                history.recordDelivery(
+                    process: process, message: id, finalTimestamp: line.timestamp, groupTimestamps: groupTimestamps,
+                    destinations: line.destinations.map(GroupID.init(rawValue:)))
+            }
+            if let note { history.addNote(note) }
+        }
+        for p in crashed.sorted() { history.recordCrash(p) }
+        return (history, membership, quiescent)
+    }
+
+    // MARK: - Internals
+
+    private struct ClusterFile: Decodable {
+        var groups: [String: [UInt32]]
+        var crashed: [UInt32]?
+        var quiescent: Bool?
+    }
+
+    private struct DeliveryLine: Decodable {
+        var process: UInt32
+        var group: UInt32
+        var message: String
+        var destinations: [UInt32]
+        var timestamp: UInt64
+        var groupTimestamps: [String: UInt64]?
+    }
+
+    private struct MulticastLine: Decodable {
+        var message: String
+        var destinations: [UInt32]
+        var sender: UInt32?
+    }
+
+    private static func loadCluster(path: String) throws -> (Membership, Set<ProcessID>, Bool) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DeliveryLogError(file: clusterFileName, reason: "missing or unreadable")
+        }
+        let cluster = try decode(ClusterFile.self, from: data, decoder: JSONDecoder(), file: clusterFileName, line: nil)
+        var groups: [GroupID: [ProcessID]] = [:]
+        for (key, members) in cluster.groups {
+            guard let g = UInt32(key) else {
+                throw DeliveryLogError(file: clusterFileName, reason: "group id \"\(key)\" is not an integer")
+            }
+            groups[GroupID(g)] = members.map(ProcessID.init(rawValue:))
+        }
+        let membership: Membership
+        do {
+            membership = try Membership(groups: groups)
+        } catch {
+            throw DeliveryLogError(file: clusterFileName, reason: error.description)
+        }
+        return (membership, Set((cluster.crashed ?? []).map(ProcessID.init(rawValue:))), cluster.quiescent ?? true)
+    }
+
+    /// The id in "<prefix><id>.jsonl"; nil for unrelated names; an error for "<prefix>junk.jsonl".
+    private static func fileID(_ name: String, prefix: String) throws -> ProcessID? {
+        guard name.hasPrefix(prefix), name.hasSuffix(".jsonl") else { return nil }
+        let middle = name.dropFirst(prefix.count).dropLast(".jsonl".count)
+        guard let id = UInt32(middle) else {
+            throw DeliveryLogError(file: name, reason: "file name must be \(prefix)<integer id>.jsonl")
+        }
+        return ProcessID(id)
+    }
+
+    /// Calls `body` with (1-based line number, line bytes) for each non-blank line. Returns a note when a torn
+    /// last line was skipped.
+    private static func forEachLine(
+        path: String, name: String, tolerateTornLastLine: Bool, _ body: (Int, Data) throws -> Void
+    ) throws -> String? {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DeliveryLogError(file: name, reason: "unreadable")
+        }
+        let newline = UInt8(ascii: "\n")
+        var lineStart = data.startIndex
+        var lineNumber = 0
+        while lineStart < data.endIndex {
+            lineNumber += 1
+            let lineEnd = data[lineStart...].firstIndex(of: newline) ?? data.endIndex
+            var slice = data[lineStart..<lineEnd]
+            let unterminatedLast = lineEnd == data.endIndex
+            lineStart = lineEnd == data.endIndex ? lineEnd : lineEnd + 1
+            if slice.last == UInt8(ascii: "\r") { slice = slice.dropLast() }
+            if slice.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            do {
+                try body(lineNumber, Data(slice))
+            } catch let error as DeliveryLogError {
+                if unterminatedLast, tolerateTornLastLine {
+                    return "\(name):\(lineNumber): skipped the unterminated last line of a crashed process "
+                        + "(\(error.reason))"
+                }
+                throw error
+            }
+        }
+        return nil
+    }
+
+    private static func decode<T: Decodable>(
+        _ type: T.Type, from data: Data, decoder: JSONDecoder, file: String, line: Int?
+    ) throws -> T {
+        do {
+            return try decoder.decode(type, from: data)
+        } catch let error as DecodingError {
+            throw DeliveryLogError(file: file, line: line, reason: explain(error))
+        } catch {
+            throw DeliveryLogError(file: file, line: line, reason: "invalid JSON: \(error)")
+        }
+    }
+
+    private static func explain(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        func typeName(_ type: Any.Type) -> String {
+            switch type {
+            case is String.Type: return "a string"
+            case is Bool.Type: return "a boolean"
+            case is UInt32.Type, is UInt64.Type: return "a non-negative integer"
+            case is [UInt32].Type: return "an array of integers"
+            default: return "\(type)"
+            }
+        }
+        switch error {
+        case .keyNotFound(let key, _):
+            return "missing field \"\(key.stringValue)\""
+        case .typeMismatch(let type, let context):
+            return "field \"\(path(context))\": expected \(typeName(type))"
+        case .valueNotFound(let type, let context):
+            return "field \"\(path(context))\": null where \(typeName(type)) was expected"
+        case .dataCorrupted(let context):
+            let location = path(context)
+            if location.isEmpty {
+                if let underlying = context.underlyingError { return "not valid JSON (\(underlying))" }
+                return "not valid JSON"
+            }
+            return "field \"\(location)\": \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}

@@ -23,7 +23,11 @@ let package = Package(
     products: [
         .library(name: "RamCastFabric", targets: ["RamCastFabric", "RamCastInProcess"]),
         .library(name: "RamCastRDMA", targets: ["RamCastRDMA"]),
+        .library(name: "RamCast", targets: ["RamCast"]),
+        .library(name: "RamCastChecker", targets: ["RamCastChecker"]),
         .executable(name: "ramcast-demo", targets: ["ramcast-demo"]),
+        .executable(name: "ramcast-check", targets: ["ramcast-check"]),
+        .executable(name: "ramcast-sim", targets: ["ramcast-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -45,7 +49,8 @@ let package = Package(
         .target(
             name: "RamCast",
             dependencies: [
-                "RamCastFabric", "RamCastProtocol",
+                "RamCastFabric", "RamCastProtocol", "RamCastChecker",
+                .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -82,6 +87,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .executableTarget(
+            name: "ramcast-check",
+            dependencies: ["RamCastChecker", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "RamCastCheckerTests", dependencies: ["RamCastChecker"]),
         .executableTarget(
             name: "ramcast-sim",
             dependencies: [

@@ -11,30 +11,43 @@ public final class LocalCluster {
     public private(set) var nodes: [ProcessNode] = []
     public private(set) var nodeByID: [NodeID: ProcessNode] = [:]
 
-    /// Registers every node's regions on the endpoint `makeEndpoint` returns for it, then connects
-    /// every pair that talks (a group member with every other process, a sender with every member),
-    /// the lower node id initiating.
-    public init(layout: Layout, connectTimeout: Duration = .seconds(10),
+    /// Registers the regions of each node in `local` (default: every node of the layout) on the
+    /// endpoint `makeEndpoint` returns for it, then connects every pair that talks (a group member
+    /// with every other process, a sender with every member), the lower node id initiating. Peers in
+    /// other OS processes may come up later: connecting retries until `connectTimeout`.
+    public init(layout: Layout, local: [NodeID]? = nil, connectTimeout: Duration = .seconds(10),
                 makeEndpoint: (NodeID) throws(FabricError) -> any FabricEndpoint) throws(FabricError) {
         self.layout = layout
-        for id in layout.servers + layout.config.senders {
+        for id in local ?? (layout.servers + layout.config.senders) {
             let node = try ProcessNode(id, layout: layout, endpoint: try makeEndpoint(id))
             nodes.append(node)
             nodeByID[id] = node
         }
+        let clock = ContinuousClock()
+        let deadline = clock.now + connectTimeout
         for node in nodes {
             for peer in node.peers where node.id < peer {
-                let conn = try node.driver.endpoint.connect(to: peer, timeout: connectTimeout)
-                node.driver.attach(conn, to: peer)
+                while true {
+                    do {
+                        let conn = try node.driver.endpoint.connect(to: peer, timeout: max(.milliseconds(100), deadline - clock.now))
+                        node.driver.attach(conn, to: peer)
+                        break
+                    } catch {
+                        // A peer that is not listening yet refuses or does not answer: retry until the deadline.
+                        guard clock.now < deadline else { throw error }
+                        for n in nodes { n.driver.pollEvents() }
+                        usleep(20_000)
+                    }
+                }
             }
         }
         // Acceptors learn their side of each connection from `.accepted` events.
-        let clock = ContinuousClock()
-        let start = clock.now
         while !nodes.allSatisfy({ n in n.peers.allSatisfy { n.driver.isConnected(to: $0) } }) {
             for n in nodes { n.driver.pollEvents() }
-            if clock.now - start > connectTimeout {
-                throw .timedOut(operation: "waiting for every connection to be accepted", seconds: Double(connectTimeout.components.seconds))
+            if clock.now > deadline {
+                let missing = nodes.flatMap { n in n.peers.filter { !n.driver.isConnected(to: $0) }.map { "\(n.id)→\($0)" } }
+                throw .timedOut(operation: "waiting for connections \(missing.prefix(8).joined(separator: ", "))",
+                                seconds: Double(connectTimeout.components.seconds))
             }
         }
     }
@@ -50,3 +63,9 @@ public final class LocalCluster {
         return progress
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -184,3 +184,19 @@ public final class SenderEngine {
         outbox.completed(peer)
     }
 }
+
+extension SenderEngine {
+    /// Whether destination process `process` released `id`'s slot (so delivered it).
+    public func isDelivered(_ id: MessageID, at process: NodeID) -> Bool {
+        guard id.sender == me, id.sequence < nextSequence, let g = layout.groupOf[process],
+              let server = layout.serverIndexOf[process] else { return false }
+        if nextSequence - id.sequence > UInt64(layout.senderStagingCount) { return true }
+        let buffer = Int((id.sequence - 1) % UInt64(layout.senderStagingCount))
+        let maxDst = layout.maxDestinations
+        for j in 0..<Int(stagingCount[buffer]) where stagingGroups[buffer * maxDst + j] == g {
+            let released = Int(RemoteMemory.loadAcquiring(region + layout.releaseCellOffset(server: server)))
+            return released > stagingCounters[buffer * maxDst + j]
+        }
+        return false
+    }
+}

@@ -1,0 +1,75 @@
+import RamCastChecker
+import RamCastFabric
+import RamCastProtocol
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Appends JSON lines for `ramcast-check`: one file per local process (`deliveries-<id>.jsonl`) and per
+/// local sender (`multicasts-<id>.jsonl`), plus `cluster.json`. Lines go through a reused buffer and
+/// a stdio stream; each line is flushed to the file as a whole, so a `kill -9` leaves at most one
+/// torn last line (which the reader tolerates for crashed processes).
+final class DeliveryLogWriter {
+    private var files: [NodeID: UnsafeMutablePointer<FILE>] = [:]
+    private var buffer: [UInt8] = []
+    private var groups: [RamCastChecker.GroupID] = []
+
+    init(directory: String, layout: Layout, local: [NodeID]) throws {
+        mkdir(directory, 0o755)
+        var membership: [RamCastChecker.GroupID: [ProcessID]] = [:]
+        for (g, members) in layout.config.groups.enumerated() {
+            membership[RamCastChecker.GroupID(UInt32(g))] = members.map { ProcessID($0.rawValue) }
+        }
+        let cluster = DeliveryLog.clusterFile(membership: try Membership(groups: membership))
+        try Self.write(cluster, to: directory + "/" + DeliveryLog.clusterFileName)
+        for id in local {
+            let name = layout.groupOf[id] != nil
+                ? DeliveryLog.deliveriesFileName(process: ProcessID(id.rawValue))
+                : DeliveryLog.multicastsFileName(sender: ProcessID(id.rawValue))
+            guard let f = fopen(directory + "/" + name, "w") else {
+                throw ConfigurationError(source: directory, key: name, reason: "cannot create the delivery log: errno \(errno)")
+            }
+            files[id] = f
+        }
+        buffer.reserveCapacity(256)
+    }
+
+    private static func write(_ text: String, to path: String) throws {
+        guard let f = fopen(path, "w") else {
+            throw ConfigurationError(source: path, key: "(file)", reason: "cannot create: errno \(errno)")
+        }
+        fputs(text, f)
+        fclose(f)
+    }
+
+    func delivered(_ d: borrowing Delivery) {
+        guard let f = files[d.process] else { return }
+        groups.removeAll(keepingCapacity: true)
+        d.forEachDestination { groups.append(RamCastChecker.GroupID(UInt32($0.rawValue))) }
+        buffer.removeAll(keepingCapacity: true)
+        DeliveryLog.appendDeliveryLine(to: &buffer, process: ProcessID(d.process.rawValue), group: RamCastChecker.GroupID(UInt32(d.group.rawValue)),
+                                       message: RamCastChecker.MessageID(sender: d.id.sender.rawValue, sequence: d.id.sequence),
+                                       destinations: groups, timestamp: d.finalTimestamp.rawValue)
+        emit(f)
+    }
+
+    func multicast(_ id: RamCastProtocol.MessageID, destinations: [RamCastProtocol.GroupID]) {
+        guard let f = files[id.sender] else { return }
+        buffer.removeAll(keepingCapacity: true)
+        DeliveryLog.appendMulticastLine(to: &buffer, message: RamCastChecker.MessageID(sender: id.sender.rawValue, sequence: id.sequence),
+                                        destinations: destinations.map { RamCastChecker.GroupID(UInt32($0.rawValue)) },
+                                        sender: ProcessID(id.sender.rawValue))
+        emit(f)
+    }
+
+    private func emit(_ f: UnsafeMutablePointer<FILE>) {
+        buffer.withUnsafeBytes { _ = fwrite($0.baseAddress, 1, $0.count, f) }
+        fflush(f)
+    }
+
+    func close() {
+        for f in files.values { fclose(f) }
+        files.removeAll()
+    }
+}

@@ -4,7 +4,9 @@ import RamCastFabric
 public final class InProcessEndpoint: FabricEndpoint {
     public let node: NodeID
     public var limits: FabricLimits { fabric.limits }
-    unowned let fabric: InProcessFabric
+    /// Strong: the fabric is the network, and must outlive every endpoint on it. The fabric holds its
+    /// endpoints too; ``close()`` (or ``InProcessFabric/shutdown()``) breaks that cycle.
+    let fabric: InProcessFabric
     let acceptsFrom: Set<NodeID>?
     var isClosed = false
     var crashed = false
@@ -151,6 +153,7 @@ public final class InProcessEndpoint: FabricEndpoint {
             fabric.fail(link, cause: "\(node) closed its endpoint")
         }
         isClosed = true
+        fabric.reap()
     }
 
     // MARK: internals

@@ -165,6 +165,23 @@ public final class InProcessFabric {
         }
         e.isClosed = true
         e.crashed = true
+        reap()
+    }
+
+    /// Closes every endpoint, which releases all regions and connections.
+    public func shutdown() {
+        for e in Array(endpoints.values) { e.close() }
+        reap()
+    }
+
+    /// Drops links whose two ends are closed and closed endpoints, so nothing keeps their memory.
+    func reap() {
+        for i in links.indices {
+            if let link = links[i], link.a.isClosed, link.b.isClosed { links[i] = nil }
+        }
+        for (id, e) in endpoints where e.isClosed && !links.contains(where: { $0?.a === e || $0?.b === e }) {
+            endpoints[id] = nil
+        }
     }
 
     // MARK: internals shared with the endpoint

@@ -48,8 +48,8 @@ final class Direction {
 /// send queues).
 final class Link {
     let id: ConnectionID
-    unowned let a: InProcessEndpoint
-    unowned let b: InProcessEndpoint
+    let a: InProcessEndpoint
+    let b: InProcessEndpoint
     let directions: (Direction, Direction)
     var errorCause: String?
 

@@ -152,6 +152,7 @@ public enum Simulation {
         if delivered != expectedDeliveries || !remaining.allSatisfy({ $0 == 0 }) {
             stalled = "after \(steps) steps: \(delivered) of \(expectedDeliveries) deliveries, \(remaining.reduce(0, +)) multicasts not accepted, \(fabric.pendingWrites) writes in flight"
         }
+        cluster.close()
         let report = check(recorder.history, membership: recorder.membership, quiescent: true)
         var perRole: [String: Double] = [:]
         let messages = Double(max(1, shape.messages))

@@ -144,8 +144,9 @@ private struct Reader {
     }
 
     func int(_ value: Any, key: String) throws(ConfigurationError) -> Int {
-        // JSON booleans also convert to Int: refuse them explicitly.
-        if !(value is Bool), let n = value as? Int { return n }
+        // JSON booleans arrive as a boolean NSNumber that also converts to Int: refuse them.
+        if let n = value as? NSNumber, String(describing: type(of: n)) != "__NSCFBoolean",
+           let i = value as? Int { return i }
         throw error(key, "expected an integer, got \(describe(value))")
     }
 
@@ -167,6 +168,7 @@ private struct Reader {
     func describe(_ value: Any) -> String {
         if let s = value as? String { return "\"\(s)\"" }
         if value is NSNull { return "null" }
+        if let n = value as? NSNumber, String(describing: type(of: n)) == "__NSCFBoolean" { return n.boolValue ? "true" : "false" }
         return "\(value)"
     }
 }

@@ -52,6 +52,11 @@ public final class LocalCluster {
         }
     }
 
+    /// Closes every node's endpoint: connections and registered memory are released.
+    public func close() {
+        for node in nodes { node.driver.endpoint.close() }
+    }
+
     public var servers: [ProcessNode] { nodes.filter { $0.server != nil } }
     public var senders: [ProcessNode] { nodes.filter { $0.sender != nil } }
 

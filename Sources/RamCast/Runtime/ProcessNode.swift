@@ -62,6 +62,9 @@ public final class ProcessNode {
         }
     }
 
+    /// Set while a caller waits for a multicast's bodies to be in place (step 1 complete).
+    public var flushForWaiters = false
+
     /// One round: connection events, the engine's work, posting and completions. Deliveries go to
     /// `deliver`. Returns whether anything happened.
     @discardableResult
@@ -70,7 +73,7 @@ public final class ProcessNode {
         var progress = false
         if case .server(let engine) = role {
             progress = engine.poll(deliver)
-        } else if case .sender(let engine) = role, engine.awaitingInPlace {
+        } else if flushForWaiters, case .sender(let engine) = role, engine.awaitingInPlace {
             // Selective signaling can leave the last writes unretired: one signaled write retires
             // them, so a waiting multicast learns that its body is in place.
             for peer in 0..<layout.servers.count where engine.outbox.needsFlush(peer) {

@@ -107,6 +107,7 @@ public final class RamCastRuntime: @unchecked Sendable {
         streamContinuation = cont
         logger.info("connecting \(local.count) local process(es) to a cluster of \(layout.servers.count) members and \(layout.config.senders.count) senders")
         cluster = try LocalCluster(layout: layout, local: local, connectTimeout: connectTimeout, makeEndpoint: makeEndpoint)
+        for node in cluster.senders { node.sender!.tracksInPlace = true }
         logger.info("connected")
     }
 
@@ -125,6 +126,7 @@ public final class RamCastRuntime: @unchecked Sendable {
         stopped.wait()
         streamContinuation?.finish()
         logWriter?.close()
+        cluster.close()
     }
 
     /// Multicasts `payload` to `groups` from local sender `sender` (default: the first local sender).
@@ -196,6 +198,7 @@ public final class RamCastRuntime: @unchecked Sendable {
                 inPlace.append(Waiter(id: id, request: r))
                 progress = true
             }
+            for node in cluster.senders { node.flushForWaiters = !inPlace.isEmpty }
             do {
                 progress = try cluster.pumpAll(deliver) || progress
             } catch {

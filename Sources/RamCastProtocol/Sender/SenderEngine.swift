@@ -96,6 +96,8 @@ public final class SenderEngine {
         try validate(payloadCount: payload.count, destinations: destinations)
         let buffer = Int((nextSequence &- 1) % UInt64(layout.senderStagingCount))
         guard stagingFree(buffer) else { return nil }
+        // The buffer's step-1 record must have been reported before it is reused.
+        if tracksInPlace, nextSequence - inPlaceHead >= UInt64(layout.senderStagingCount) { return nil }
         for g in destinations {
             guard tails[Int(g.rawValue)] - releasedEverywhere(g) < layout.slots else { return nil }
             for q in layout.members(of: g) where !outbox.hasRoom(layout.serverIndexOf[q]!) { return nil }
@@ -164,7 +166,11 @@ public final class SenderEngine {
     }
 
     /// Whether some multicast still waits for step 1 to complete.
-    public var awaitingInPlace: Bool { inPlaceHead < nextSequence }
+    public var awaitingInPlace: Bool { tracksInPlace && inPlaceHead < nextSequence }
+
+    /// Set by a driver that reports step-1 completions with ``pollInPlace(_:)``; the sender then
+    /// never runs more than its staging buffers ahead of those reports.
+    public var tracksInPlace = false
 
     /// Whether `id`'s slots were released by every destination process (delivered everywhere).
     public func isDeliveredEverywhere(_ id: MessageID) -> Bool {

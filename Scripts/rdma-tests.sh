@@ -8,14 +8,18 @@
 #   4. otherwise a throw-away QEMU VM with rxe0 (Scripts/rxe-vm.sh), running this script inside it.
 # The test binary must already be built (`swift build --build-tests`). Prints the device and a
 # closing line "rdma: N passed, M failed". Exit status: that of the test run.
-#   usage: Scripts/rdma-tests.sh [--bin PATH] [--no-vm] [--demo]
+# With --cluster N, it also runs a whole RamCast cluster over the device (2 groups × 3 processes and
+# 2 senders, N messages mixing one- and two-group destinations, delivery logs written) and checks the
+# logs with ramcast-check.
+#   usage: Scripts/rdma-tests.sh [--bin PATH] [--bin-dir DIR] [--no-vm] [--cluster MESSAGES]
 set -uo pipefail
 here=$(dirname "$(realpath "$0")"); root=$(dirname "$here")
-bin=$root/.build/debug/swift-ramcastPackageTests.xctest; demo=$root/.build/debug/ramcast-demo
-novm=0; rundemo=0; invm=0
+bin=$root/.build/debug/swift-ramcastPackageTests.xctest; bindir=$root/.build/debug
+novm=0; cluster=0; invm=0
 while (( $# )); do case $1 in
-  --bin) bin=$2; shift 2 ;; --no-vm) novm=1; shift ;; --demo) rundemo=1; shift ;;
-  --in-vm) invm=1; shift ;; *) echo "rdma-tests: unknown argument $1" >&2; exit 2 ;; esac; done
+  --bin) bin=$2; shift 2 ;; --bin-dir) bindir=$2; shift 2 ;; --no-vm) novm=1; shift ;;
+  --cluster) cluster=$2; shift 2 ;; --in-vm) invm=1; shift ;;
+  *) echo "rdma-tests: unknown argument $1" >&2; exit 2 ;; esac; done
 [[ -x $bin ]] || { echo "rdma-tests: no test binary at $bin; run 'swift build --build-tests' first" >&2; exit 2; }
 
 active_device() {   # first device with an ACTIVE port
@@ -43,7 +47,7 @@ if [[ -z $dev ]]; then
   echo "rdma-tests: no RDMA device on this host (and rdma_rxe cannot be loaded): running in a soft-RoCE VM"
   "$here/setup.sh" --vm || exit 1
   start=$(date +%s)
-  args=(--in-vm --bin "$bin"); (( rundemo )) && args+=(--demo)
+  args=(--in-vm --bin "$bin" --bin-dir "$bindir" --cluster "$cluster")
   (cd "$root" && "$here/rxe-vm.sh" bash "$here/rdma-tests.sh" "${args[@]}"); rc=$?
   echo "rdma-tests: VM part took $(( $(date +%s) - start )) s wall (boot included)"
   exit $rc
@@ -55,23 +59,27 @@ echo "rdma-tests: device $dev$( (( invm )) && echo " (in the soft-RoCE VM, addre
 ibv_devinfo -d "$dev" -v 2>/dev/null | grep -E 'hca_id|transport|state:|active_mtu|link_layer|GID\[' | sed 's/^/  /'
 ulimit -l unlimited 2>/dev/null || true
 
-if (( rundemo )) && [[ -x $demo ]]; then
-  echo "rdma-tests: demo over $dev"
-  "$demo" --fabric rdma --device "$dev" || { echo "rdma-tests: demo failed" >&2; exit 1; }
-fi
-
-xml=$root/.build/rdma-tests.xunit.xml; rm -f "$xml"
+xml=$root/.build/rdma-tests.xunit.xml; log=$root/.build/rdma-tests.log; rm -f "$xml" "$log"
 start=$(date +%s)
-"$bin" --testing-library swift-testing --filter RamCastRDMATests --xunit-output "$xml"; rc=$?
+"$bin" --testing-library swift-testing --filter RamCastRDMATests --xunit-output "$xml" 2>&1 | tee "$log"; rc=${PIPESTATUS[0]}
 secs=$(( $(date +%s) - start ))
-if [[ -f $xml ]]; then
-  total=$(grep -o '<testcase ' "$xml" | wc -l)
-  failed=$(grep -o '<failure' "$xml" | wc -l)
-  skipped=$(grep -o '<skipped' "$xml" | wc -l)
-  echo "rdma: test cases over $dev in ${secs} s"
-  echo "rdma: $(( total - failed - skipped )) passed, $failed failed, $skipped skipped"
-else
-  echo "rdma-tests: no xunit report written (rc=$rc)" >&2
-  (( rc == 0 )) && rc=1
+# Count test cases, not test functions: a parameterized test reports "with N test cases passed".
+plain=$(sed 's/\x1b\[[0-9;]*m//g' "$log")
+cases=$(grep -E '^✔ Test .* with [0-9]+ test cases? passed' <<<"$plain" | sed -E 's/.* with ([0-9]+) test cases? passed.*/\1/' | awk '{s += $1} END {print s + 0}')
+single=$(grep -E '^✔ Test .* passed after' <<<"$plain" | grep -vcE ' with [0-9]+ test cases? passed')
+failed=$(grep -E '^✘ Test ' <<<"$plain" | grep -cE 'failed after')
+skipped=$(grep -cE '^➜ Test .* skipped' <<<"$plain")
+echo "rdma: test cases ran over $dev in ${secs} s"
+echo "rdma: $(( ${cases:-0} + single )) passed, $failed failed, $skipped skipped"
+(( rc == 0 )) || { echo "rdma-tests: the RDMA test run failed (status $rc)" >&2; exit $rc; }
+
+if (( cluster > 0 )); then
+  logs=$root/.build/rxe-delivery-logs; rm -rf "$logs"
+  echo "rdma-tests: a RamCast cluster over $dev: 2 groups × 3, 2 senders, $cluster messages"
+  start=$(date +%s)
+  "$bindir/ramcast-demo" --fabric rdma --device "$dev" --messages "$cluster" --delivery-log "$logs" 2>&1 | grep -v ' info '
+  (( PIPESTATUS[0] == 0 )) || { echo "rdma-tests: the cluster run failed" >&2; exit 1; }
+  echo "rdma-tests: cluster run took $(( $(date +%s) - start )) s; checking its delivery logs"
+  "$bindir/ramcast-check" "$logs" || { echo "rdma-tests: ramcast-check found violations in $logs" >&2; exit 1; }
 fi
-exit $rc
+exit 0

@@ -39,6 +39,8 @@ struct Demo: ParsableCommand {
     var messages: Int = 2_000
     @Option(help: "Payload bytes per message.")
     var payload: Int = 64
+    @Option(help: "Write one JSON line per delivery (and per multicast) to files in this directory, for ramcast-check.")
+    var deliveryLog: String?
 
     func validate() throws {
         guard groups >= 1, groups <= 255 else { throw ValidationError("--groups must be in 1...255, got \(groups)") }
@@ -84,15 +86,20 @@ struct Demo: ParsableCommand {
         logger.info("starting \(groups) groups × \(processes) processes and \(senders) senders over \(fabricName)")
         let cluster = try LocalCluster(layout: layout, makeEndpoint: makeEndpoint)
         let recorder = HistoryRecorder(layout: layout)
+        let log = try deliveryLog.map { try DeliveryLogWriter(directory: $0, layout: layout, local: layout.servers + senderIDs) }
 
         var body = [UInt8](repeating: 0, count: payload)
         var sent = 0, expected = 0, delivered = 0
+        var deliveredBy: [NodeID: Int] = [:]
+        var sentBy: [NodeID: Int] = [:]
         var rng = SplitMix64(seed: 1)
         let clock = ContinuousClock()
         let start = clock.now
         var lastProgress = start
         let deliver: (borrowing Delivery) -> Void = { d in
             recorder.delivered(d)
+            log?.delivered(d)
+            deliveredBy[d.process, default: 0] += 1
             delivered += 1
         }
         while sent < messages || delivered < expected {
@@ -106,7 +113,9 @@ struct Demo: ParsableCommand {
                 let id = try body.withUnsafeBytes { p in try dst.withUnsafeBufferPointer { try s.sender!.multicast(p, to: $0) } }
                 if let id {
                     recorder.multicast(id, destinations: dst)
+                    log?.multicast(id, destinations: dst)
                     sent += 1
+                    sentBy[s.id, default: 0] += 1
                     expected += dst.count * processes
                 }
             }
@@ -116,21 +125,23 @@ struct Demo: ParsableCommand {
             }
         }
         let elapsed = clock.now - start
+        log?.close()
+        cluster.close()
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let report = check(recorder.history, membership: recorder.membership, quiescent: true)
         print("fabric:      \(fabricName)")
         print("cluster:     \(groups) groups × \(processes), \(senders) senders, \(payload)-byte payloads")
         print("multicasts:  \(sent) (\(String(format: "%.0f", Double(sent) / seconds)) msgs/s, one polling thread)")
         print("deliveries:  \(delivered) in \(String(format: "%.3f", seconds)) s")
-        var perRole: [String: (writes: UInt64, count: Int)] = [:]
+        // Writes per message a process took part in (sent, or delivered), averaged over the role.
+        var perRole: [String: (writes: UInt64, messages: Int)] = [:]
         for n in cluster.nodes {
             let role = n.sender != nil ? "sender" : (n.server!.isLeader ? "leader" : "follower")
             perRole[role, default: (0, 0)].writes += n.driver.writesPosted
-            perRole[role, default: (0, 0)].count += 1
+            perRole[role, default: (0, 0)].messages += n.sender != nil ? sentBy[n.id, default: 0] : deliveredBy[n.id, default: 0]
         }
-        for (role, v) in perRole.sorted(by: { $0.key < $1.key }) {
-            print("writes/msg:  \(role) \(String(format: "%.2f", Double(v.writes) / Double(v.count) / Double(sent))) per process")
-        }
+        let roles = perRole.sorted(by: { $0.key > $1.key }).map { "\($0.key) \(String(format: "%.2f", Double($0.value.writes) / Double(max(1, $0.value.messages))))" }
+        print("writes/msg:  \(roles.joined(separator: ", ")) (RDMA writes per message a process sent or delivered)")
         print("checker:     \(report.isClean ? "all properties hold" : "VIOLATIONS")")
         if !report.isClean {
             print(report)

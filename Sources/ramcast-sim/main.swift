@@ -17,6 +17,9 @@ struct RamCastSim: ParsableCommand {
     @Option(help: "Seeds to explore (ignored with --seed).")
     var count: Int = 1000
 
+    @Option(help: "Explore for this many seconds instead of a fixed count.")
+    var seconds: Double?
+
     @Flag(help: "Print every run, not only failures.")
     var verbose = false
 
@@ -29,12 +32,24 @@ struct RamCastSim: ParsableCommand {
             return
         }
         var failed: [UInt64] = []
-        for s in from..<(from + UInt64(count)) {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var s = from
+        var runs = 0
+        var deliveries = 0
+        while seconds.map({ clock.now - start < .seconds($0) }) ?? (runs < count) {
             let outcome = try Simulation.run(seed: s)
             if verbose || !outcome.passed { print(outcome) }
-            if !outcome.passed { failed.append(s) }
+            if !outcome.passed {
+                failed.append(s)
+                print("replay: ramcast-sim --seed \(s)")
+            }
+            deliveries += outcome.delivered
+            runs += 1
+            s += 1
         }
-        print("\(count - failed.count) passed, \(failed.count) failed")
+        print("simulation: seeds \(from)..<\(s), \(deliveries) deliveries checked, in \(clock.now - start)")
+        print("\(runs - failed.count) passed, \(failed.count) failed")
         if !failed.isEmpty {
             print("failing seeds: \(failed.map(String.init).joined(separator: " "))")
             throw ExitCode(1)

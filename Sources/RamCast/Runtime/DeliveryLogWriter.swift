@@ -10,12 +10,13 @@ import Glibc
 /// local sender (`multicasts-<id>.jsonl`), plus `cluster.json`. Lines go through a reused buffer and
 /// a stdio stream; each line is flushed to the file as a whole, so a `kill -9` leaves at most one
 /// torn last line (which the reader tolerates for crashed processes).
-final class DeliveryLogWriter {
+public final class DeliveryLogWriter {
     private var files: [NodeID: UnsafeMutablePointer<FILE>] = [:]
     private var buffer: [UInt8] = []
     private var groups: [RamCastChecker.GroupID] = []
 
-    init(directory: String, layout: Layout, local: [NodeID]) throws {
+    /// Creates `directory` if needed, writes `cluster.json` and opens one file per process in `local`.
+    public init(directory: String, layout: Layout, local: [NodeID]) throws {
         mkdir(directory, 0o755)
         var membership: [RamCastChecker.GroupID: [ProcessID]] = [:]
         for (g, members) in layout.config.groups.enumerated() {
@@ -43,7 +44,8 @@ final class DeliveryLogWriter {
         fclose(f)
     }
 
-    func delivered(_ d: borrowing Delivery) {
+    /// Appends the delivery to its process's file.
+    public func delivered(_ d: borrowing Delivery) {
         guard let f = files[d.process] else { return }
         groups.removeAll(keepingCapacity: true)
         d.forEachDestination { groups.append(RamCastChecker.GroupID(UInt32($0.rawValue))) }
@@ -54,7 +56,8 @@ final class DeliveryLogWriter {
         emit(f)
     }
 
-    func multicast(_ id: RamCastProtocol.MessageID, destinations: [RamCastProtocol.GroupID]) {
+    /// Appends a multicast to its sender's file.
+    public func multicast(_ id: RamCastProtocol.MessageID, destinations: [RamCastProtocol.GroupID]) {
         guard let f = files[id.sender] else { return }
         buffer.removeAll(keepingCapacity: true)
         DeliveryLog.appendMulticastLine(to: &buffer, message: RamCastChecker.MessageID(sender: id.sender.rawValue, sequence: id.sequence),
@@ -68,7 +71,7 @@ final class DeliveryLogWriter {
         fflush(f)
     }
 
-    func close() {
+    public func close() {
         for f in files.values { fclose(f) }
         files.removeAll()
     }

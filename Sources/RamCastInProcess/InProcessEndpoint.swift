@@ -105,6 +105,7 @@ public final class InProcessEndpoint: FabricEndpoint {
         var n = 0
         while n < buffer.count, cqCount > 0 {
             let e = cq[cqHead]
+            cq[cqHead].link = nil   // a retained link would keep both endpoints (and the fabric) alive
             cqHead = (cqHead + 1) % cq.count
             cqCount -= 1
             if e.completion.status == .success, let link = e.link {
@@ -153,6 +154,10 @@ public final class InProcessEndpoint: FabricEndpoint {
             fabric.fail(link, cause: "\(node) closed its endpoint")
         }
         isClosed = true
+        // Drop what refers back to links, so that closing every endpoint frees the whole network.
+        for i in cq.indices { cq[i].link = nil }
+        cqCount = 0
+        events.removeAll()
         fabric.reap()
     }
 

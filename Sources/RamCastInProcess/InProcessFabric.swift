@@ -163,9 +163,8 @@ public final class InProcessFabric {
             link.discardAll(side, fabric: self)
             fail(link, cause: "peer \(node) crashed", peerFailure: .retryExceeded)
         }
-        e.isClosed = true
         e.crashed = true
-        reap()
+        e.close()
     }
 
     /// Closes every endpoint, which releases all regions and connections.

@@ -17,6 +17,11 @@ public struct ProtocolConfig: Sendable, Hashable {
     public var signalInterval: Int
     /// Most destination groups one message may have. Defaults to every group.
     public var maxDestinations: Int
+    /// How much of the protocol runs, for benchmarks that price each step: 1 = bodies only (a
+    /// destination "delivers" a body as soon as it lands), 2 = plus leader timestamps (a process
+    /// delivers once it holds its own group's timestamp), 3 = the full protocol. Only 3 is atomic
+    /// multicast.
+    public var steps: Int = 3
 
     public init(groups: [[NodeID]], senders: [NodeID], slotsPerRing: Int = 16, slotSize: Int = 512,
                 inlineThreshold: Int = 64, signalInterval: Int = 8, maxDestinations: Int? = nil) {
@@ -75,5 +80,6 @@ extension ProtocolConfig {
         }
         guard inlineThreshold >= 0 else { throw .invalid(key: "inlineThreshold", reason: "must not be negative") }
         guard signalInterval >= 1 else { throw .invalid(key: "signalInterval", reason: "must be at least 1, got \(signalInterval)") }
+        guard (1...3).contains(steps) else { throw .invalid(key: "steps", reason: "must be 1, 2 or 3, got \(steps)") }
     }
 }

@@ -26,6 +26,13 @@ extension ServerEngine {
     /// The final timestamp if the message is ordered, else nil.
     private func finalTimestamp(_ index: Int) -> Timestamp? {
         let maxDst = layout.maxDestinations
+        switch layout.config.steps {
+        case 1: return Timestamp(rawValue: 1)
+        case 2:
+            let ts = timestamps[index * maxDst + destinationIndex(index, group)!]
+            return ts.isNone ? nil : ts
+        default: break
+        }
         let count = Int(dstCount[index])
         var final = Timestamp.none
         let sender = index / layout.slots
@@ -99,7 +106,8 @@ extension ServerEngine {
     /// Delivers ordered messages in `(final ts, id)` order while nothing pending can come before them.
     func deliverReady(_ deliver: (borrowing Delivery) -> Void) -> Bool {
         var progress = false
-        let floor = pendingFloor()
+        // Steps 1 and 2 (benchmark modes) deliver as soon as a message is "ordered".
+        let floor = layout.config.steps < 3 ? nil : pendingFloor()
         while let top = heap.top {
             if let floor, top.ts >= floor.rawValue { break }
             heap.pop()

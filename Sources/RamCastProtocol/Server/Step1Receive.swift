@@ -19,7 +19,7 @@ extension ServerEngine {
                 accept(index, base: base, header: header)
                 expected[sender] += 1
                 progress = true
-                if isLeader { propose(index) }
+                if isLeader, layout.config.steps >= 2 { propose(index) }
             }
         }
         return progress

@@ -10,6 +10,9 @@ extension ServerEngine {
     /// log (§10.1): the body will come, from the sender or, after a sender crash, from a relay.
     func processLogs() -> Bool {
         var progress = false
+        if layout.config.steps < 3 {
+            return isLeader ? false : applyProposalsOnly()
+        }
         if isLeader {
             for h in 0..<layout.groupCount where h != Int(group.rawValue) {
                 while let entry = nextEntry(GroupID(UInt8(h))) {
@@ -63,6 +66,18 @@ extension ServerEngine {
             } else {
                 i += 1
             }
+        }
+        return progress
+    }
+
+    /// Step-2 benchmark mode: followers record their leader's timestamps, and neither ack nor read
+    /// forwards (leaders write none).
+    private func applyProposalsOnly() -> Bool {
+        var progress = false
+        while let entry = nextEntry(group), let index = messageIndex(entry) {
+            record(entry, index)
+            logNext[Int(group.rawValue)] &+= 1
+            progress = true
         }
         return progress
     }

@@ -150,7 +150,8 @@ public enum Simulation {
         for _ in 0..<1000 { _ = try cluster.pumpAll(deliver); fabric.drain() }
         var stalled: String?
         if delivered != expectedDeliveries || !remaining.allSatisfy({ $0 == 0 }) {
-            stalled = "after \(steps) steps: \(delivered) of \(expectedDeliveries) deliveries, \(remaining.reduce(0, +)) multicasts not accepted, \(fabric.pendingWrites) writes in flight"
+            stalled = "after \(steps) steps: \(delivered) of \(expectedDeliveries) deliveries, \(remaining.reduce(0, +)) multicasts not accepted, \(fabric.pendingWrites) writes in flight\n"
+                + cluster.servers.map { $0.server!.debugDescription }.joined()
         }
         cluster.close()
         let report = check(recorder.history, membership: recorder.membership, quiescent: true)

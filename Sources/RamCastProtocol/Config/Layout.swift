@@ -57,7 +57,7 @@ public struct Layout: Sendable, Hashable {
         slots = config.slotsPerRing
         slotSize = config.slotSize
         headerSize = (16 + 3 * maxDestinations + 7) & ~7
-        ackAreaSize = maxDestinations * maxGroupSize * 8
+        ackAreaSize = config.groups.reduce(0) { $0 + $1.count } * 8
         ackOffset = slotSize - ackAreaSize
         maxPayload = ackOffset - headerSize - 4
         logCapacity = max(1, config.senders.count * slots * maxDestinations)
@@ -87,9 +87,13 @@ public struct Layout: Sendable, Hashable {
 
     @inlinable public func slotOffset(sender: Int, slot: Int) -> Int { (sender * slots + slot) * slotSize }
 
-    /// Offset of member `member`'s ack for destination index `dstIndex`, in the slot at `slotOffset`.
-    @inlinable public func ackOffset(slotOffset: Int, dstIndex: Int, member: Int) -> Int {
-        slotOffset + ackOffset + (dstIndex * maxGroupSize + member) * 8
+    /// Offset of the ack cell of group member `server` (its dense server index) in the slot at
+    /// `slotOffset`. Each cell has one writer, so a late ack for a slot's previous message can only
+    /// land *before* that writer's ack for the current one (same connection, in order) and never
+    /// overwrites it; a cell indexed by destination position would be shared by members of different
+    /// groups across messages.
+    @inlinable public func ackOffset(slotOffset: Int, server: Int) -> Int {
+        slotOffset + ackOffset + server * 8
     }
 
     @inlinable public func logOffset(group: GroupID, seq: UInt32) -> Int {

@@ -52,9 +52,8 @@ extension ServerEngine {
                 let slotBase = layout.slotOffset(sender: sender, slot: index % layout.slots)
                 let leaderMember = leaders[Int(h.rawValue)]
                 var votes = 1   // the leader's proposal
-                let size = layout.members(of: h).count
-                for m in 0..<size where m != leaderMember {
-                    let off = layout.ackOffset(slotOffset: slotBase, dstIndex: j, member: m)
+                for (m, q) in layout.members(of: h).enumerated() where m != leaderMember {
+                    let off = layout.ackOffset(slotOffset: slotBase, server: layout.serverIndexOf[q]!)
                     if RemoteMemory.loadAcquiring(ring + off) == want { votes += 1 }
                 }
                 guard votes >= layout.f(of: h) + 1 else { return nil }
@@ -70,8 +69,8 @@ extension ServerEngine {
         let slotBase = layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots)
         var votes = 1
         let ballot = UInt64(ballots[Int(h.rawValue)].rawValue & 0xFFFF)
-        for m in 0..<layout.members(of: h).count where m != leaders[Int(h.rawValue)] {
-            let word = RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, dstIndex: j, member: m))
+        for (m, q) in layout.members(of: h).enumerated() where m != leaders[Int(h.rawValue)] {
+            let word = RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, server: layout.serverIndexOf[q]!))
             if word != 0, word >> 48 == ballot { votes += 1 }
         }
         return votes >= layout.f(of: h) + 1

@@ -197,3 +197,29 @@ struct SafetyFixes: OptionSet {
     static let timestampsPresent = SafetyFixes(rawValue: 2)
     static let all: SafetyFixes = [.sequenceOrder, .timestampsPresent]
 }
+
+extension ServerEngine: CustomDebugStringConvertible {
+    /// The engine's state in a few lines: for diagnosing a stalled simulation.
+    public var debugDescription: String {
+        var s = "\(me) (\(group), member \(member)\(isLeader ? ", leader" : "")) clock \(clock) ballots \(ballots.map(\.rawValue)) "
+        s += "expected \(expected) released \(released) logNext \(logNext) followerSeq \(followerSeq) leaderSeq \(leaderSeq) maxOwnLogTs \(maxOwnLogTs)\n"
+        let maxDst = layout.maxDestinations
+        for raw in pendingList {
+            let i = Int(raw)
+            let ts = (0..<Int(dstCount[i])).map { "\(dsts[i * maxDst + $0].rawValue):\(timestamps[i * maxDst + $0])" }
+            s += "  pending \(ids[i]) slot \(i) ts [\(ts.joined(separator: " "))] ballots \((0..<Int(dstCount[i])).map { tsBallots[i * maxDst + $0].rawValue })\n"
+            let base = layout.slotOffset(sender: i / layout.slots, slot: i % layout.slots)
+            for j in 0..<Int(dstCount[i]) {
+                let words = layout.members(of: dsts[i * maxDst + j]).map { q in
+                    String(RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: base, server: layout.serverIndexOf[q]!)), radix: 16)
+                }
+                s += "    acks[\(j)] \(words) want \(String(AckWord.pack(tsBallots[i * maxDst + j], timestamps[i * maxDst + j]), radix: 16))\n"
+            }
+        }
+        s += "  ordered heap: \(heap.count)\n"
+        for p in 0..<outbox.peers where outbox.pending(p) > 0 || outbox.enqueued[p] != outbox.retired(p) {
+            s += "  outbox peer \(p): enqueued \(outbox.enqueued[p]) posted \(outbox.posted[p]) retired \(outbox.retired(p))\n"
+        }
+        return s
+    }
+}

@@ -148,11 +148,10 @@ extension ServerEngine {
         let maxDst = layout.maxDestinations
         let sender = index / layout.slots
         let word = AckWord.pack(e.tsBallot, e.timestamp)
-        let myDst = destinationIndex(index, group)!
         for j in 0..<Int(dstCount[index]) {
             let h = dsts[index * maxDst + j]
             let slot = Int(slotNumbers[index * maxDst + j])
-            let offset = layout.ackOffset(slotOffset: layout.slotOffset(sender: sender, slot: slot), dstIndex: myDst, member: member)
+            let offset = layout.ackOffset(slotOffset: layout.slotOffset(sender: sender, slot: slot), server: serverIndex)
             for q in layout.members(of: h) {
                 if q == me {
                     RemoteMemory.storeReleasing(word, at: ring + offset)

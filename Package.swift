@@ -109,7 +109,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RamCastRDMATests",
-            dependencies: ["RamCastFabric", "RamCastRDMA", "RamCastInProcess", "RamCastFabricConformance"]
+            dependencies: ["RamCastFabric", "RamCastRDMA", "RamCastInProcess", "RamCastFabricConformance", "RamCast", "RamCastProtocol"]
         ),
     ]
 )

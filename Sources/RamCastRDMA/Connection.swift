@@ -301,6 +301,20 @@ extension RDMAEndpoint {
         return c.id == connection ? c : nil
     }
 
+    /// The connection is gone (the peer disconnected, or it failed before it was established):
+    /// report it once to the user, remember why, and release its resources.
+    func connectionLost(_ c: Connection, _ conn: ConnectionID, reason: String) {
+        if c.userVisible && !c.disconnectReported {
+            c.disconnectReported = true
+            events.append(.disconnected(conn, peer: c.peer, reason: reason))
+        }
+        if c.isLive {
+            c.phase = .failed
+            c.failureText = reason
+        }
+        teardown(c)
+    }
+
     /// Destroys the QP and the cm id and frees the slot. The slot keeps the id, phase and QP number,
     /// so late completions still map to the dead connection and posts still name its cause.
     func teardown(_ c: Connection) {

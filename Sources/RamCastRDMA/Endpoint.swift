@@ -472,15 +472,7 @@ public final class RDMAEndpoint: FabricEndpoint {
             guard let c = slot(conn), c.cmId != nil else { return }
             logger.debug("accepted connection failed before it was established", metadata: [
                 "node": "\(node)", "connection": "\(conn)", "peer": "\(c.peer)", "reason": "\(reason)"])
-            if c.userVisible && !c.disconnectReported {
-                c.disconnectReported = true
-                events.append(.disconnected(conn, peer: c.peer, reason: reason))
-            }
-            if c.isLive {
-                c.phase = .failed
-                c.failureText = reason
-            }
-            teardown(c)
+            connectionLost(c, conn, reason: reason)
         case .established(let conn):
             guard let c = slot(conn), c.phase == .pending else { return }
             c.phase = .open
@@ -488,15 +480,7 @@ public final class RDMAEndpoint: FabricEndpoint {
             events.append(.accepted(conn, peer: c.peer))
         case .disconnected(let conn, let reason):
             guard let c = slot(conn), c.cmId != nil else { return }
-            if c.userVisible && !c.disconnectReported {
-                c.disconnectReported = true
-                events.append(.disconnected(conn, peer: c.peer, reason: reason))
-            }
-            if c.isLive {
-                c.phase = .failed
-                c.failureText = reason
-            }
-            teardown(c)
+            connectionLost(c, conn, reason: reason)
         case .deviceRemoved:
             for c in connections where c.isLive {
                 c.phase = .failed

@@ -16,7 +16,7 @@ public final class LocalCluster {
     /// with every other process, a sender with every member), the lower node id initiating. Peers in
     /// other OS processes may come up later: connecting retries until `connectTimeout`.
     public init(layout: Layout, local: [NodeID]? = nil, connectTimeout: Duration = .seconds(10),
-                makeEndpoint: (NodeID) throws(FabricError) -> any FabricEndpoint) throws(FabricError) {
+                makeEndpoint: (NodeID) throws -> any FabricEndpoint) throws {
         self.layout = layout
         for id in local ?? (layout.servers + layout.config.senders) {
             let node = try ProcessNode(id, layout: layout, endpoint: try makeEndpoint(id))
@@ -46,7 +46,7 @@ public final class LocalCluster {
             for n in nodes { n.driver.pollEvents() }
             if clock.now > deadline {
                 let missing = nodes.flatMap { n in n.peers.filter { !n.driver.isConnected(to: $0) }.map { "\(n.id)→\($0)" } }
-                throw .timedOut(operation: "waiting for connections \(missing.prefix(8).joined(separator: ", "))",
+                throw FabricError.timedOut(operation: "waiting for connections \(missing.prefix(8).joined(separator: ", "))",
                                 seconds: Double(connectTimeout.components.seconds))
             }
         }

@@ -96,7 +96,7 @@ public final class RamCastRuntime: @unchecked Sendable {
     public init(configuration: ClusterConfiguration, local: [NodeID], logger: Logger,
                 deliveryLogDirectory: String? = nil, connectTimeout: Duration = .seconds(30),
                 onDelivery: ((borrowing Delivery) -> Void)? = nil,
-                makeEndpoint: (NodeID) throws(FabricError) -> any FabricEndpoint) throws {
+                makeEndpoint: (NodeID) throws -> any FabricEndpoint) throws {
         let layout = try Layout(configuration.protocolConfig)
         self.layout = layout
         self.logger = logger

@@ -54,6 +54,14 @@ public final class HistoryRecorder: EngineTracer {
                                         ballot: UInt64(e.ballot.rawValue), sequence: UInt64(e.seq))
     }
 
+    private var leaderChanges: Set<[UInt64]> = []
+
+    public func leaderChanged(group: RamCastProtocol.GroupID, ballot: RamCastProtocol.Ballot, leader: NodeID, at process: NodeID) {
+        let key = [UInt64(group.rawValue), UInt64(ballot.rawValue)]
+        guard leaderChanges.insert(key).inserted else { return }
+        history.recordLeaderChange(group: Self.group(group), ballot: UInt64(ballot.rawValue), leader: ProcessID(leader.rawValue))
+    }
+
     private func groupOf(_ node: NodeID) -> RamCastChecker.GroupID {
         membership.group(of: ProcessID(node.rawValue)) ?? RamCastChecker.GroupID(UInt32.max)
     }

@@ -25,19 +25,21 @@ public enum Simulation {
         public var messages: Int
         public var tearProbability: Double
         public var bodyDelay: Double
+        /// Group members to crash during the run (at most f per group), and when (in steps).
+        public var crashes: [(member: Int, atStep: Int)] = []
 
         public var description: String {
             "\(groups) groups × \(groupSize), \(senders) senders, \(messages) messages, \(slots) slots of \(slotSize) B, " +
             "≤\(maxDestinations) destinations, inline ≤\(inlineThreshold), signal 1/\(signalInterval), SQ \(sendQueueDepth), " +
-            "tear \(tearProbability), body delay \(bodyDelay)"
+            "tear \(tearProbability), body delay \(bodyDelay)" + (crashes.isEmpty ? "" : ", crashes \(crashes.map { "\($0.member)@\($0.atStep)" })")
         }
 
         /// Draws a shape: mostly groups of 3, sometimes 1 or 5; small rings and send queues, so that
         /// back-pressure, ring wrap-around and credit exhaustion happen often.
-        public static func random(_ rng: inout SplitMix64) -> Shape {
+        public static func random(_ rng: inout SplitMix64, crashes: Bool = false) -> Shape {
             let groups = 1 + Int(rng.next() % 3)
             let sizes = [1, 3, 3, 3, 5]
-            return Shape(
+            var shape = Shape(
                 groups: groups,
                 groupSize: sizes[Int(rng.next() % UInt64(sizes.count))],
                 senders: 1 + Int(rng.next() % 3),
@@ -50,6 +52,19 @@ public enum Simulation {
                 messages: 20 + Int(rng.next() % 100),
                 tearProbability: [0, 0.2, 0.5][Int(rng.next() % 3)],
                 bodyDelay: [0, 0.5, 0.9][Int(rng.next() % 3)])
+            if crashes {
+                // Up to f members of each group, leaders included, at random moments.
+                for g in 0..<shape.groups {
+                    let f = (shape.groupSize - 1) / 2
+                    let count = Int(rng.next() % UInt64(f + 1))
+                    var members = Array(0..<shape.groupSize)
+                    members.shuffle(using: &rng)
+                    for m in members.prefix(count) {
+                        shape.crashes.append((g * shape.groupSize + m, 1 + Int(rng.next() % 6000)))
+                    }
+                }
+            }
+            return shape
         }
     }
 
@@ -73,10 +88,10 @@ public enum Simulation {
         }
     }
 
-    /// Runs one seed with a random shape.
-    public static func run(seed: UInt64) throws -> Outcome {
+    /// Runs one seed with a random shape; with `crashes`, group members also crash (at most f per group).
+    public static func run(seed: UInt64, crashes: Bool = false) throws -> Outcome {
         var rng = SplitMix64(seed: seed)
-        let shape = Shape.random(&rng)
+        let shape = Shape.random(&rng, crashes: crashes)
         return try run(seed: seed, shape: shape, rng: &rng)
     }
 
@@ -91,9 +106,12 @@ public enum Simulation {
             (0..<shape.groupSize).map { _ in defer { next += 1 }; return NodeID(next) }
         }
         let senders = (0..<shape.senders).map { NodeID(100 + UInt32($0)) }
-        let config = ProtocolConfig(groups: groups, senders: senders, slotsPerRing: shape.slots, slotSize: shape.slotSize,
+        var config = ProtocolConfig(groups: groups, senders: senders, slotsPerRing: shape.slots, slotSize: shape.slotSize,
                                     inlineThreshold: shape.inlineThreshold, signalInterval: shape.signalInterval,
                                     maxDestinations: shape.maxDestinations)
+        // Virtual time: one step is one microsecond.
+        config.heartbeatInterval = 200_000
+        config.failureTimeout = 5_000_000
         let layout = try Layout(config)
         var limits = FabricLimits.inProcessDefault
         limits.sendQueueDepth = shape.sendQueueDepth
@@ -105,6 +123,22 @@ public enum Simulation {
         }
         let recorder = HistoryRecorder(layout: layout)
         for node in cluster.servers { node.server!.tracer = recorder }
+        let time = VirtualTime()
+        for node in cluster.nodes { node.clock = { time.now } }
+        var crashPlan = shape.crashes.map { (node: groups.flatMap { $0 }[$0.member], step: $0.atStep) }
+        var dead: Set<NodeID> = []
+        var deliveredBy: [NodeID: Set<RamCastProtocol.MessageID>] = [:]
+        var sent: [(RamCastProtocol.MessageID, [RamCastProtocol.GroupID])] = []
+        func complete() -> Bool {
+            for (id, dst) in sent {
+                for g in dst {
+                    for q in layout.members(of: g) where !dead.contains(q) {
+                        if deliveredBy[q]?.contains(id) != true { return false }
+                    }
+                }
+            }
+            return true
+        }
 
         var remaining = Array(repeating: shape.messages / shape.senders, count: shape.senders)
         remaining[0] += shape.messages % shape.senders
@@ -116,10 +150,18 @@ public enum Simulation {
         var dst: [RamCastProtocol.GroupID] = []
         let deliver: (borrowing Delivery) -> Void = { d in
             recorder.delivered(d)
+            deliveredBy[d.process, default: []].insert(d.id)
             delivered += 1
         }
         while steps < budget {
             steps += 1
+            time.now += 1_000
+            if let i = crashPlan.firstIndex(where: { $0.step <= steps }) {
+                let victim = crashPlan.remove(at: i).node
+                fabric.crash(victim)
+                dead.insert(victim)
+                recorder.crashed(victim)
+            }
             let action = rng.next() % 10
             if action < 2, let s = remaining.indices.filter({ remaining[$0] > 0 }).randomElement(using: &rng) {
                 // A multicast: random destinations and size (empty payloads included).
@@ -136,22 +178,28 @@ public enum Simulation {
                 }
                 if let id {
                     recorder.multicast(id, destinations: dst)
+                    sent.append((id, dst))
                     expectedDeliveries += dst.reduce(0) { $0 + layout.members(of: $1).count }
                     remaining[s] -= 1
                 }
             } else if action < 6 {
-                try cluster.nodes[Int(rng.next() % UInt64(cluster.nodes.count))].pump(deliver)
+                let node = cluster.nodes[Int(rng.next() % UInt64(cluster.nodes.count))]
+                if !dead.contains(node.id) { try node.pump(deliver) }
             } else {
                 for _ in 0..<(1 + Int(rng.next() % 8)) { fabric.step() }
             }
-            if remaining.allSatisfy({ $0 == 0 }), delivered == expectedDeliveries, fabric.pendingWrites == 0 { break }
+            if remaining.allSatisfy({ $0 == 0 }), fabric.pendingWrites == 0, complete() { break }
         }
         // Let outstanding releases and flushes settle, then a quiescent check.
-        for _ in 0..<1000 { _ = try cluster.pumpAll(deliver); fabric.drain() }
+        for _ in 0..<300 {
+            time.now += 1_000
+            for node in cluster.nodes where !dead.contains(node.id) { try node.pump(deliver) }
+            fabric.drain()
+        }
         var stalled: String?
-        if delivered != expectedDeliveries || !remaining.allSatisfy({ $0 == 0 }) {
+        if !complete() || !remaining.allSatisfy({ $0 == 0 }) {
             stalled = "after \(steps) steps: \(delivered) of \(expectedDeliveries) deliveries, \(remaining.reduce(0, +)) multicasts not accepted, \(fabric.pendingWrites) writes in flight\n"
-                + cluster.servers.map { $0.server!.debugDescription }.joined()
+                + cluster.servers.filter { !dead.contains($0.id) }.map { $0.server!.debugDescription }.joined()
         }
         cluster.close()
         let report = check(recorder.history, membership: recorder.membership, quiescent: true)
@@ -164,4 +212,9 @@ public enum Simulation {
         return Outcome(seed: seed, shape: shape, report: report, delivered: delivered, steps: steps, stalled: stalled,
                        writesPerRole: perRole)
     }
+}
+
+/// The simulation's clock, shared by every node: advanced by the run loop, one step at a time.
+final class VirtualTime {
+    var now: UInt64 = 1
 }

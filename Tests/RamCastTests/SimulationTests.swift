@@ -15,10 +15,11 @@ struct SimulationTests {
         .seconds(Double(ProcessInfoLite.env("RAMCAST_SIM_SECONDS") ?? "") ?? 60)
     }
 
-    @Test("thousands of seeded schedules pass the property checker")
+    @Test("seeded schedules, half of them with crashes, pass the property checker")
     func randomizedSchedules() throws {
+        let crashes = ProcessInfoLite.env("RAMCAST_SIM_CRASHES") == "1"
         if let one = ProcessInfoLite.env("RAMCAST_SIM_SEED").flatMap(UInt64.init) {
-            let outcome = try Simulation.run(seed: one)
+            let outcome = try Simulation.run(seed: one, crashes: crashes)
             print(outcome)
             #expect(outcome.passed, "\(outcome)")
             return
@@ -29,13 +30,16 @@ struct SimulationTests {
         var failures: [Simulation.Outcome] = []
         var seed: UInt64 = 1
         while clock.now - start < Self.budget, failures.count < 3 {
-            let outcome = try Simulation.run(seed: seed)
+            // Every other seed also crashes group members (at most f per group, leaders included).
+            let outcome = try Simulation.run(seed: seed, crashes: seed % 2 == 0)
             if !outcome.passed { failures.append(outcome) }
             seeds += 1
             seed += 1
         }
         print("simulation: \(seeds) seeds explored in \(clock.now - start), \(failures.count) failed")
-        for f in failures { print("simulation: FAILED \(f)\n  replay: RAMCAST_SIM_SEED=\(f.seed) swift test --filter SimulationTests") }
+        for f in failures {
+            print("simulation: FAILED \(f)\n  replay: ramcast-sim --seed \(f.seed)\(f.seed % 2 == 0 ? " --crashes" : "")")
+        }
         #expect(failures.isEmpty, "failing seeds: \(failures.map(\.seed))")
         #expect(seeds >= 100, "only \(seeds) seeds fit in the time budget")
     }

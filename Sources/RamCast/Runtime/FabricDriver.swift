@@ -19,7 +19,7 @@ public final class FabricDriver {
     public let endpoint: any FabricEndpoint
     public let layout: Layout
     let engine: any DrivenEngine
-    var connectionOfPeer: [ConnectionID?]
+    public internal(set) var connectionOfPeer: [ConnectionID?]
     /// Indexed by connection id (ids are small and dense on both fabrics).
     var peerOfConnection: [Int32] = []
     private let chain: UnsafeMutableBufferPointer<WriteRequest>
@@ -103,7 +103,15 @@ public final class FabricDriver {
         return progress
     }
 
-    /// Handles connection events: attaches accepted connections. Returns events it did not consume.
+    /// Keeps a control-path failure for diagnostics (bounded).
+    public func recordError(peer: NodeID, _ text: String) {
+        if problems.count < 64 { problems.append(text) }
+    }
+
+    /// Control-path failures (permission changes that failed), most recent last.
+    public private(set) var problems: [String] = []
+
+    /// Handles connection events: attaches accepted connections and passes the others on.
     public func pollEvents(_ other: (FabricEvent) -> Void = { _ in }) {
         while let e = endpoint.pollEvent() {
             switch e {

@@ -29,14 +29,17 @@ public final class ProcessNode {
         let capacity = Self.outboxCapacity(endpoint.limits)
         let inline = min(layout.config.inlineThreshold, endpoint.limits.maxInlineBytes)
         // Nobody writes the cells remotely: `.grantedPeers` with no grant makes a stray write fail loudly.
-        let cells = try endpoint.register(Layout.cellsRegion, length: Outbox.cellBytes(peers: peers, capacity: capacity), remoteAccess: .grantedPeers)
+        let cellBytes = Outbox.cellBytes(peers: peers, capacity: capacity)
+        let cells = try endpoint.register(Layout.cellsRegion, length: cellBytes + ServerEngine.recoveryScratchSize(layout),
+                                          remoteAccess: .grantedPeers)
         let outbox = Outbox(peers: peers, capacity: capacity, cells: cells.base, inlineThreshold: inline,
                             sendQueueDepth: endpoint.limits.sendQueueDepth, signalInterval: layout.config.signalInterval)
         let engine: any DrivenEngine
         if layout.groupOf[id] != nil {
             let ring = try endpoint.register(Layout.ringRegion, length: layout.ringRegionSize, remoteAccess: .anyPeer)
             let log = try endpoint.register(Layout.logRegion, length: layout.logRegionSize, remoteAccess: .grantedPeers)
-            let server = ServerEngine(layout: layout, me: id, ring: ring.base, log: log.base, outbox: outbox)
+            let server = ServerEngine(layout: layout, me: id, ring: ring.base, log: log.base,
+                                      recoveryScratch: cells.base + cellBytes, outbox: outbox)
             for (g, members) in layout.config.groups.enumerated() {
                 let leader = members[server.leaders[g]]
                 if leader != id { try endpoint.grantWrite(Layout.logRegion, to: leader) }
@@ -65,14 +68,25 @@ public final class ProcessNode {
     /// Set while a caller waits for a multicast's bodies to be in place (step 1 complete).
     public var flushForWaiters = false
 
+    /// The clock the engine's failure detection reads, in nanoseconds. The simulation replaces it
+    /// with virtual time.
+    public var clock: () -> UInt64 = { DispatchTimeLite.nanoseconds() }
+
+    /// How long re-establishing a dropped connection may take before its peer is declared gone.
+    public var reconnectTimeout: Duration = .milliseconds(200)
+
     /// One round: connection events, the engine's work, posting and completions. Deliveries go to
     /// `deliver`. Returns whether anything happened.
     @discardableResult
     public func pump(_ deliver: (borrowing Delivery) -> Void) throws(FabricError) -> Bool {
-        driver.pollEvents()
+        driver.pollEvents { event in
+            if case .disconnected(let conn, let peer, _) = event { connectionLost(conn, peer: peer) }
+        }
         var progress = false
         if case .server(let engine) = role {
+            engine.now = clock()
             progress = engine.poll(deliver)
+            applyPermissions(engine)
         } else if flushForWaiters, case .sender(let engine) = role, engine.awaitingInPlace {
             // Selective signaling can leave the last writes unretired: one signaled write retires
             // them, so a waiting multicast learns that its body is in place.
@@ -83,3 +97,53 @@ public final class ProcessNode {
         return try driver.pump() || progress
     }
 }
+
+extension ProcessNode {
+    /// A connection died. If it was the current one to that peer, try once to connect again: a peer
+    /// that answers lost only the writes in flight (the engine re-sends what it must); a peer that
+    /// does not is gone, and the engine stops waiting for it.
+    func connectionLost(_ conn: ConnectionID, peer node: NodeID) {
+        guard let p = driver.peerIndex(of: node), driver.connectionOfPeer[p] == conn else { return }
+        driver.connectionOfPeer[p] = nil
+        let outbox = server?.outbox ?? sender!.outbox
+        do {
+            let fresh = try driver.endpoint.connect(to: node, timeout: reconnectTimeout)
+            driver.attach(fresh, to: node)
+            outbox.reset(p)
+            server?.resync(peer: p)
+        } catch {
+            outbox.markDead(p)
+            server?.peerCrashed(node)
+        }
+    }
+
+    /// Grants and revocations of write access to the log region that the engine decided (phase 1A),
+    /// applied before its 1B is posted.
+    func applyPermissions(_ engine: ServerEngine) {
+        for request in engine.permissionRequests {
+            do {
+                if request.grant {
+                    try driver.endpoint.grantWrite(Layout.logRegion, to: request.node)
+                } else {
+                    try driver.endpoint.revokeWrite(Layout.logRegion, from: request.node)
+                }
+            } catch {
+                driver.recordError(peer: request.node, "\(request.grant ? "grant to" : "revoke from") \(request.node) failed: \(error)")
+            }
+        }
+        engine.permissionRequests.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Monotonic nanoseconds without Foundation.
+enum DispatchTimeLite {
+    static func nanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -60,7 +60,12 @@ public struct Layout: Sendable, Hashable {
         ackAreaSize = config.groups.reduce(0) { $0 + $1.count } * 8
         ackOffset = slotSize - ackAreaSize
         maxPayload = ackOffset - headerSize - 4
-        logCapacity = max(1, config.senders.count * slots * maxDestinations)
+        // Entries a follower has not consumed all concern messages that still hold a slot: at most
+        // one proposal and maxDst − 1 forwards each in normal operation. A new leader's first burst
+        // re-proposes every held message (pending or delivered, one per slot), forwards the pending
+        // ones' other timestamps and proposes the rest afresh: at most (maxDst + 1) per slot. Twice
+        // that leaves room for new messages arriving meanwhile.
+        logCapacity = max(1, config.senders.count * slots * (maxDestinations + 1) * 2)
         var groupOf: [NodeID: GroupID] = [:], memberIndexOf: [NodeID: Int] = [:], serverIndexOf: [NodeID: Int] = [:]
         var servers: [NodeID] = []
         for (g, members) in config.groups.enumerated() {
@@ -80,9 +85,24 @@ public struct Layout: Sendable, Hashable {
 
     // MARK: group-member regions
 
-    public var ringRegionSize: Int { config.senders.count * slots * slotSize + 64 }
-    /// A scratch word at the end of the ring region: the target of flush writes, read by nobody.
+    public var ringRegionSize: Int { controlOffset + groupCount * 16 + servers.count * phase1bMailboxSize }
+    /// A scratch word after the rings: the target of flush writes, read by nobody.
     public var flushOffset: Int { config.senders.count * slots * slotSize }
+
+    // Control area (after the rings and the flush word): failure detection and leader recovery.
+    // Any peer may write it; what it carries is checked (ballots, CRCs) before use.
+    public var controlOffset: Int { flushOffset + 64 }
+    /// Group g's heartbeat cell: `ballot << 32 | counter`, written by g's leader.
+    @inlinable public func heartbeatOffset(_ g: GroupID) -> Int { controlOffset + Int(g.rawValue) * 8 }
+    /// Group g's phase-1A cell: the ballot a would-be leader of g asks for.
+    @inlinable public func phase1aOffset(_ g: GroupID) -> Int { controlOffset + groupCount * 8 + Int(g.rawValue) * 8 }
+    /// One phase-1B entry: `[msgID:u64 | ts:u64 | tsBallot:u32 | sender:u16 | slot:u16 | flags:u8 | pad:7]`.
+    public static let recoveryEntrySize = 32
+    /// `[entries | crc32c:u32 | pad:4 | clock:u64 | ballot:u32 | count:u32]`: entries first, the
+    /// 24-byte header last (same connection, so it lands last), the CRC covering entries and clock.
+    public var phase1bMailboxSize: Int { config.senders.count * slots * Layout.recoveryEntrySize + 24 }
+    /// The phase-1B mailbox, at a candidate, for the reply of `server`.
+    @inlinable public func phase1bOffset(server: Int) -> Int { controlOffset + groupCount * 16 + server * phase1bMailboxSize }
     public var logRegionSize: Int { groupCount * logCapacity * Layout.logEntrySize }
 
     @inlinable public func slotOffset(sender: Int, slot: Int) -> Int { (sender * slots + slot) * slotSize }

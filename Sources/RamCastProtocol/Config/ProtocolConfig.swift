@@ -22,6 +22,10 @@ public struct ProtocolConfig: Sendable, Hashable {
     /// delivers once it holds its own group's timestamp), 3 = the full protocol. Only 3 is atomic
     /// multicast.
     public var steps: Int = 3
+    /// How often a leader writes its heartbeat to its followers, in nanoseconds of the driver's clock.
+    public var heartbeatInterval: UInt64 = 1_000_000
+    /// A leader whose heartbeat has not moved for this long is suspected, in nanoseconds.
+    public var failureTimeout: UInt64 = 100_000_000
 
     public init(groups: [[NodeID]], senders: [NodeID], slotsPerRing: Int = 16, slotSize: Int = 512,
                 inlineThreshold: Int = 64, signalInterval: Int = 8, maxDestinations: Int? = nil) {
@@ -81,5 +85,8 @@ extension ProtocolConfig {
         guard inlineThreshold >= 0 else { throw .invalid(key: "inlineThreshold", reason: "must not be negative") }
         guard signalInterval >= 1 else { throw .invalid(key: "signalInterval", reason: "must be at least 1, got \(signalInterval)") }
         guard (1...3).contains(steps) else { throw .invalid(key: "steps", reason: "must be 1, 2 or 3, got \(steps)") }
+        guard heartbeatInterval > 0, failureTimeout > heartbeatInterval else {
+            throw .invalid(key: "failureTimeout", reason: "must exceed the heartbeat interval (\(heartbeatInterval) ns), got \(failureTimeout) ns")
+        }
     }
 }

@@ -32,6 +32,9 @@ public final class Outbox {
     public private(set) var credits: [SendCredits]
     /// Peers with unposted entries (a count, so an idle outbox is checked in O(1)).
     public private(set) var backlog = 0
+    /// Peers known to be gone: writes to them are dropped, and they always have room, so a crashed
+    /// peer never blocks the engine.
+    public private(set) var dead: [Bool]
 
     /// - Parameters:
     ///   - cells: `peers × capacity × Layout.cellSize` bytes of registered memory.
@@ -47,6 +50,13 @@ public final class Outbox {
         enqueued = Array(repeating: 0, count: peers)
         posted = Array(repeating: 0, count: peers)
         credits = Array(repeating: SendCredits(depth: sendQueueDepth, signalInterval: signalInterval), count: peers)
+        dead = Array(repeating: false, count: peers)
+    }
+
+    /// Drops everything queued for `peer` and every later write to it.
+    public func markDead(_ peer: Int) {
+        reset(peer)
+        dead[peer] = true
     }
 
     public static func cellBytes(peers: Int, capacity: Int) -> Int { peers * capacity * Layout.cellSize }
@@ -56,7 +66,7 @@ public final class Outbox {
     /// Whether `count` more writes to `peer` fit.
     @inline(__always)
     public func hasRoom(_ peer: Int, _ count: Int = 1) -> Bool {
-        Int(enqueued[peer] &- credits[peer].retired) + count <= capacity
+        dead[peer] || Int(enqueued[peer] &- credits[peer].retired) + count <= capacity
     }
 
     /// Appends a small write whose bytes `encode` puts in the entry's cell (at most 64 bytes).
@@ -65,6 +75,7 @@ public final class Outbox {
     public func enqueue(_ peer: Int, region: RegionID, offset: Int, length: Int, id: UInt64 = 0, signal: Bool = false,
                         _ encode: (UnsafeMutableRawPointer) -> Void) -> UInt64 {
         precondition(length <= Layout.cellSize)
+        if dead[peer] { return enqueued[peer] }
         let pos = Int(enqueued[peer] % UInt64(capacity))
         encode(cells + (peer * capacity + pos) * Layout.cellSize)
         entries[peer * capacity + pos] = Entry(region: region, offset: offset, length: length, id: id, external: nil, signal: signal)
@@ -75,6 +86,7 @@ public final class Outbox {
     @inline(__always) @discardableResult
     public func enqueue(_ peer: Int, region: RegionID, offset: Int, source: UnsafeRawPointer, length: Int,
                         id: UInt64 = 0, signal: Bool = false) -> UInt64 {
+        if dead[peer] { return enqueued[peer] }
         let pos = Int(enqueued[peer] % UInt64(capacity))
         entries[peer * capacity + pos] = Entry(region: region, offset: offset, length: length, id: id, external: source, signal: signal)
         return push(peer)

@@ -47,6 +47,8 @@ public final class SenderEngine {
     var inPlaceHead: UInt64 = 1
     var scratchGroups: [GroupID]
     var scratchSlots: [UInt16]
+    /// Per (group, slot): the sequence number of the message that took it last (0: none).
+    var occupant: [UInt64]
 
     public init(layout: Layout, me: NodeID, region: UnsafeMutableRawPointer, outbox: Outbox) {
         guard let index = layout.senderIndexOf[me] else { preconditionFailure("\(me) is not a sender") }
@@ -64,13 +66,26 @@ public final class SenderEngine {
         inPlaceIDs = Array(repeating: 0, count: buffers)
         scratchGroups = Array(repeating: GroupID(0), count: layout.maxDestinations)
         scratchSlots = Array(repeating: 0, count: layout.maxDestinations)
+        occupant = Array(repeating: 0, count: layout.groupCount * layout.slots)
+    }
+
+    /// A slot of group `g` may take a new message only once the message in it was released by every
+    /// destination process of *every* one of its groups (spec §10.3): until then, members of `g`
+    /// keep its timestamps, which a recovering leader of another group may still need, and a relay
+    /// of it can never land on a newer message.
+    func slotReusable(_ g: GroupID, _ slot: Int) -> Bool {
+        let seq = occupant[Int(g.rawValue) * layout.slots + slot]
+        guard seq != 0, nextSequence - seq <= UInt64(layout.senderStagingCount) else { return true }
+        return stagingFree(Int((seq - 1) % UInt64(layout.senderStagingCount)))
     }
 
     /// Slots released by every member of `g`, as a slot counter.
     public func releasedEverywhere(_ g: GroupID) -> Int {
         var low = Int.max
         for q in layout.members(of: g) {
-            let v = Int(RemoteMemory.loadAcquiring(region + layout.releaseCellOffset(server: layout.serverIndexOf[q]!)))
+            let server = layout.serverIndexOf[q]!
+            if outbox.dead[server] { continue }   // a crashed member never releases: don't wait for it
+            let v = Int(RemoteMemory.loadAcquiring(region + layout.releaseCellOffset(server: server)))
             low = min(low, v)
         }
         return low
@@ -99,7 +114,8 @@ public final class SenderEngine {
         // The buffer's step-1 record must have been reported before it is reused.
         if tracksInPlace, nextSequence - inPlaceHead >= UInt64(layout.senderStagingCount) { return nil }
         for g in destinations {
-            guard tails[Int(g.rawValue)] - releasedEverywhere(g) < layout.slots else { return nil }
+            guard tails[Int(g.rawValue)] - releasedEverywhere(g) < layout.slots,
+                  slotReusable(g, tails[Int(g.rawValue)] % layout.slots) else { return nil }
             for q in layout.members(of: g) where !outbox.hasRoom(layout.serverIndexOf[q]!) { return nil }
         }
         let id = MessageID(sender: me, sequence: nextSequence)
@@ -129,6 +145,7 @@ public final class SenderEngine {
                 inPlaceTargets[targetBase + t] = (Int32(p), counter)
                 t += 1
             }
+            occupant[Int(g.rawValue) * layout.slots + Int(scratchSlots[j])] = nextSequence
             tails[Int(g.rawValue)] += 1
         }
         if t < maxDst * layout.maxGroupSize { inPlaceTargets[targetBase + t] = (-1, 0) }
@@ -137,7 +154,7 @@ public final class SenderEngine {
         return id
     }
 
-    private func stagingFree(_ buffer: Int) -> Bool {
+    func stagingFree(_ buffer: Int) -> Bool {
         let maxDst = layout.maxDestinations
         for j in 0..<Int(stagingCount[buffer]) {
             let g = stagingGroups[buffer * maxDst + j]
@@ -158,7 +175,7 @@ public final class SenderEngine {
             for t in 0..<width {
                 let target = inPlaceTargets[base + t]
                 if target.peer < 0 { break }
-                if outbox.retired(Int(target.peer)) < target.counter { return }
+                if !outbox.dead[Int(target.peer)], outbox.retired(Int(target.peer)) < target.counter { return }
             }
             body(MessageID(rawValue: inPlaceIDs[buffer]))
             inPlaceHead += 1

@@ -35,7 +35,6 @@ extension ServerEngine {
         }
         let count = Int(dstCount[index])
         var final = Timestamp.none
-        let sender = index / layout.slots
         for j in 0..<count {
             let k = index * maxDst + j
             let ts = timestamps[k]
@@ -48,19 +47,30 @@ extension ServerEngine {
             if count == 1, h == group, isLeader, Int(fastPathAcks[index]) >= layout.f(of: h) {
                 stats.fastPathOrders += 1
             } else {
-                let want = AckWord.pack(tsBallots[k], ts)
-                let slotBase = layout.slotOffset(sender: sender, slot: index % layout.slots)
-                let leaderMember = leaders[Int(h.rawValue)]
-                var votes = 1   // the leader's proposal
-                for (m, q) in layout.members(of: h).enumerated() where m != leaderMember {
-                    let off = layout.ackOffset(slotOffset: slotBase, server: layout.serverIndexOf[q]!)
-                    if RemoteMemory.loadAcquiring(ring + off) == want { votes += 1 }
-                }
-                guard votes >= layout.f(of: h) + 1 else { return nil }
+                guard isDecided(index, j) else { return nil }
             }
             if ts > final { final = ts }
         }
         return final
+    }
+
+    /// Whether destination `j`'s timestamp has f+1 votes here: its leader's proposal and f
+    /// matching follower acks for exactly `(ballot, ts)`.
+    func isDecided(_ index: Int, _ j: Int) -> Bool {
+        let k = index * layout.maxDestinations + j
+        let ts = timestamps[k]
+        guard !ts.isNone else { return false }
+        let h = dsts[k]
+        let want = AckWord.pack(tsBallots[k], ts)
+        let slotBase = layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots)
+        let leaderMember = leaders[Int(h.rawValue)]
+        var votes = 1   // the leader's proposal
+        for (m, q) in layout.members(of: h).enumerated() where m != leaderMember {
+            if RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, server: layout.serverIndexOf[q]!)) == want {
+                votes += 1
+            }
+        }
+        return votes >= layout.f(of: h) + 1
     }
 
     /// Without the §10.2 fix only (the paper's Task 5): f+1 votes under h's current ballot, whatever
@@ -76,25 +86,33 @@ extension ServerEngine {
         return votes >= layout.f(of: h) + 1
     }
 
-    /// The smallest final timestamp a pending (unordered) message here can still end with: the
-    /// largest of its known group timestamps, and, while its own group's timestamp is unknown at a
-    /// follower, anything above what the leader's log has shown (the leader's later timestamps
-    /// exceed all earlier ones). Messages not here yet get their own group's timestamp later still,
-    /// above every final timestamp this process has ordered, so they never hold delivery back.
+    /// The smallest final timestamp a pending (unordered) message here can still end with, or
+    /// `.none` when nothing bounds it (it then holds every delivery back).
+    ///
+    /// Bounds are its known group timestamps, and, while its own group's timestamp is unknown, anything
+    /// above what this process's own group log has shown (a leader's later timestamps exceed its
+    /// earlier ones). Messages not here yet get their own group's timestamp later still, so they never
+    /// hold delivery back. After a group changed leaders, its *undecided* timestamps are no bound: a
+    /// later recovery may re-propose an older, smaller value (see docs/failure-handling.md); only
+    /// decided ones, and what the initial ballot's log showed, still bound.
     private func pendingFloor() -> Timestamp? {
         var floor: Timestamp?
         let maxDst = layout.maxDestinations
+        let g = Int(group.rawValue)
         for raw in pendingList {
             let index = Int(raw)
             var lb = Timestamp.none
             var ownKnown = false
             for j in 0..<Int(dstCount[index]) {
                 let k = index * maxDst + j
-                if timestamps[k] > lb { lb = timestamps[k] }
-                if dsts[k] == group, !timestamps[k].isNone { ownKnown = true }
+                let ts = timestamps[k]
+                guard !ts.isNone else { continue }
+                let h = dsts[k]
+                if h == group { ownKnown = true }
+                if !changed[Int(h.rawValue)] || isDecided(index, j), ts > lb { lb = ts }
             }
             if !ownKnown {
-                let above = Timestamp(rawValue: maxOwnLogTs.rawValue + 1)
+                let above = Timestamp(rawValue: (changed[g] ? initialOwnMax : maxOwnLogTs).rawValue + 1)
                 if above > lb { lb = above }
             }
             if floor == nil || lb < floor! { floor = lb }

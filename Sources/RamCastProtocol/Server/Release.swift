@@ -5,7 +5,31 @@ extension ServerEngine {
     /// by timestamp, not by slot), so the sender is told only the contiguous count.
     func release(_ index: Int, base: UnsafeMutableRawPointer) {
         present[index] = false
+        delivered[index] = true
         ordered[index] = false
+        if relaysInFlight[index] != nil {
+            // The slot is the source of relays still in flight: clear it once they are done.
+            deferredReleases.append(index)
+            return
+        }
+        clear(index, base: base)
+    }
+
+    /// Releases the slots whose relays have all been retired (or whose target is gone).
+    func releaseDeferred() {
+        guard !deferredReleases.isEmpty else { return }
+        deferredReleases.removeAll { index in
+            if var relays = relaysInFlight[index] {
+                relays.removeAll { outbox.dead[$0.peer] || outbox.retired($0.peer) >= $0.counter }
+                relaysInFlight[index] = relays.isEmpty ? nil : relays
+                if !relays.isEmpty { return false }
+            }
+            clear(index, base: ring + layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots))
+            return true
+        }
+    }
+
+    private func clear(_ index: Int, base: UnsafeMutableRawPointer) {
         freed[index] = true
         // Clear the ack area and the header (id last, with release ordering) before the sender can
         // learn the slot is free: stale acks must not meet the next message's timestamps unchecked.
@@ -26,6 +50,7 @@ extension ServerEngine {
     /// write, the "+1 reset" of the spec's write counts).
     func sendReleases() -> Bool {
         var progress = false
+        releaseDeferred()
         for sender in 0..<releasePending.count where releasePending[sender] {
             let p = peer(sender: sender)
             guard outbox.hasRoom(p) else { continue }

@@ -30,6 +30,12 @@ public final class ServerEngine {
     public let outbox: Outbox
     let ring: UnsafeMutableRawPointer
     let log: UnsafeMutableRawPointer
+    /// Registered memory for phase-1B images: one mailbox-sized buffer per group.
+    let recoveryScratch: UnsafeMutableRawPointer
+
+    /// The driver's clock, in nanoseconds: heartbeats and failure detection read it. Set before each
+    /// `poll`; the simulation sets virtual time, which keeps runs reproducible.
+    public var now: UInt64 = 0
 
     // Cluster view.
     /// Per group: the ballot this process accepts writes under, and the member index of its leader.
@@ -37,7 +43,11 @@ public final class ServerEngine {
     public internal(set) var leaders: [Int]
     /// Skeen clock (the counter part of timestamps).
     public internal(set) var clock: UInt64 = 0
-    public var isLeader: Bool { leaders[Int(group.rawValue)] == member }
+    /// Whether this process acts as its group's leader: the current ballot's leader, done
+    /// recovering, and not deposed (a write of it was refused by a revoked permission).
+    public var isLeader: Bool {
+        leaders[Int(group.rawValue)] == member && (recovery?.finished ?? true) && !deposed
+    }
 
     // Step 1: per sender, the next slot counter expected in its ring here.
     var expected: [Int]
@@ -61,6 +71,45 @@ public final class ServerEngine {
     // processed from this process's own group log (a floor for anything its leader assigns later).
     var logNext: [UInt32]
     var maxOwnLogTs = Timestamp.none
+
+    /// Delivered here; the message's metadata (id, destinations, timestamps) stays until its slot is
+    /// reused, so a recovering leader can still learn its timestamps.
+    var delivered: [Bool]
+    /// Per sender, the sequence number of the last body taken: a body whose sequence is not larger
+    /// (a late relay of a message already handled) is ignored.
+    var lastSequence: [UInt64]
+
+    // Failure detection and recovery (FailureDetector.swift, Recovery.swift).
+    var heartbeatSeen: UInt64 = 0
+    var heartbeatChangedAt: UInt64 = 0
+    var heartbeatCounter: UInt32 = 0
+    var lastHeartbeatSent: UInt64 = 0
+    var expectedBallot = Ballot.none
+    /// Processes known to be gone: their connection died and could not be re-established.
+    public internal(set) var crashed: Set<NodeID> = []
+    /// Per group, the highest phase-1A ballot accepted.
+    var accepted1A: [UInt32]
+    /// Per group, whether it changed leaders since start (bounds from its undecided timestamps are
+    /// then no longer trusted, see `pendingFloor`).
+    var changed: [Bool]
+    /// The largest timestamp processed from this process's own group log in the initial ballot.
+    var initialOwnMax = Timestamp.none
+    var deposed = false
+    var recovery: Recovery?
+    /// Per member of this group (leader side): whether it is ready for this leader's stream.
+    var followerReady: [Bool]
+    /// Per group (leader side): whether that group's leader is ready for this leader's writes.
+    var leaderReady: [Bool]
+    /// Values accepted for messages (per table index) learned from the log or from a superseded
+    /// recovery, kept across log resets and reported in every later 1B.
+    var acceptedElsewhere: [Int: (id: MessageID, ts: Timestamp, tsBallot: Ballot)] = [:]
+    /// Relays of a slot's body still in flight, as (outbox peer, enqueue counter): the slot is not
+    /// cleared and released before they are retired, since the NIC reads their source until then.
+    var relaysInFlight: [Int: [(peer: Int, counter: UInt64)]] = [:]
+    /// Delivered messages whose slot release waits for relays.
+    var deferredReleases: [Int] = []
+    /// Write-permission changes on the log region that the driver must apply before posting.
+    public var permissionRequests: [(grant: Bool, node: NodeID)] = []
 
     // Slot release: per sender, the contiguous count of released slots, and slots freed out of order.
     var released: [Int]
@@ -90,7 +139,8 @@ public final class ServerEngine {
     ///   - ring, log: this process's ring and log regions (``Layout/ringRegionSize``,
     ///     ``Layout/logRegionSize`` bytes).
     ///   - outbox: where the engine's writes go; one peer per server, then one per sender.
-    public init(layout: Layout, me: NodeID, ring: UnsafeMutableRawPointer, log: UnsafeMutableRawPointer, outbox: Outbox) {
+    public init(layout: Layout, me: NodeID, ring: UnsafeMutableRawPointer, log: UnsafeMutableRawPointer,
+                recoveryScratch: UnsafeMutableRawPointer, outbox: Outbox) {
         guard let g = layout.groupOf[me], let m = layout.memberIndexOf[me], let s = layout.serverIndexOf[me] else {
             preconditionFailure("\(me) is not a group member")
         }
@@ -102,6 +152,7 @@ public final class ServerEngine {
         self.outbox = outbox
         self.ring = ring
         self.log = log
+        self.recoveryScratch = recoveryScratch
         let groups = layout.groupCount
         ballots = layout.config.groups.map { Ballot(UInt32($0.count)) }
         leaders = Array(repeating: 0, count: groups)
@@ -126,7 +177,16 @@ public final class ServerEngine {
         released = Array(repeating: 0, count: senders)
         freed = Array(repeating: false, count: entries)
         releasePending = Array(repeating: false, count: senders)
+        delivered = Array(repeating: false, count: entries)
+        lastSequence = Array(repeating: 0, count: senders)
+        accepted1A = ballots.map(\.rawValue)
+        changed = Array(repeating: false, count: groups)
+        followerReady = Array(repeating: true, count: layout.members(of: g).count)
+        leaderReady = Array(repeating: true, count: groups)
     }
+
+    /// Bytes of registered scratch memory the engine needs for recovery images.
+    public static func recoveryScratchSize(_ layout: Layout) -> Int { layout.groupCount * layout.phase1bMailboxSize }
 
     /// Outbox peer index of a server (its dense server index) and of a sender.
     @inline(__always) func peer(server node: NodeID) -> Int { layout.serverIndexOf[node]! }
@@ -138,22 +198,36 @@ public final class ServerEngine {
     /// call) and release their slots. Returns whether anything happened.
     @discardableResult
     public func poll(_ deliver: (borrowing Delivery) -> Void) -> Bool {
-        var progress = receiveBodies()
+        var progress = process1A()
+        if recovery != nil { progress = collect1B() || progress }
+        progress = detectFailures() || progress
+        progress = receiveBodies() || progress
         progress = processLogs() || progress
         progress = detectOrdered() || progress
         progress = deliverReady(deliver) || progress
         progress = sendReleases() || progress
+        sendHeartbeats()
         _checkInvariants()
         return progress
     }
 
     /// The driver reports each completion of a write this engine queued for `peer`.
     public func completed(peer: Int, id: UInt64, status: CompletionStatus) {
-        guard status == .success else { return }
+        guard status == .success else {
+            // A refused write: a leader's writes go to protected logs only, so it was revoked there
+            // by a newer ballot. Stop acting as leader now; the 1A in this memory says who leads.
+            if status == .remoteAccessError, leaders[Int(group.rawValue)] == member { deposed = true }
+            return
+        }
         outbox.completed(peer)
         if id >> 56 == WriteTag.fastPath {
-            let index = Int(id & 0xFFFF_FFFF)
-            if index < fastPathAcks.count, fastPathAcks[index] < 255 { fastPathAcks[index] += 1 }
+            // The id names the message, not just its slot: a completion polled after the slot took a
+            // newer message must not count for it.
+            let index = Int((id >> 32) & 0xFF_FFFF)
+            if index < fastPathAcks.count, present[index], UInt32(truncatingIfNeeded: ids[index].sequence) == UInt32(truncatingIfNeeded: id),
+               fastPathAcks[index] < 255 {
+                fastPathAcks[index] += 1
+            }
         }
     }
 
@@ -171,7 +245,10 @@ public final class ServerEngine {
 /// The top byte of a write id says why the engine posted it.
 enum WriteTag {
     static let fastPath: UInt64 = 1
-    static func fastPath(_ index: Int) -> UInt64 { fastPath << 56 | UInt64(index) }
+    /// `tag:8 | table index:24 | low 32 bits of the message's sequence number`.
+    static func fastPath(_ index: Int, _ message: MessageID) -> UInt64 {
+        fastPath << 56 | UInt64(index & 0xFF_FFFF) << 32 | (message.sequence & 0xFFFF_FFFF)
+    }
 }
 
 /// Observes the engine's protocol-internal events (spec §11's `propose`, `ack` and the follower's
@@ -185,6 +262,8 @@ public protocol EngineTracer: AnyObject {
     func acked(_ entry: LogEntry, by follower: NodeID)
     /// A follower acted on its leader's write `entry.seq`.
     func applied(_ entry: LogEntry, by follower: NodeID)
+    /// `leader` became the leader of `group` under `ballot` (this process accepted its phase 1A).
+    func leaderChanged(group: GroupID, ballot: Ballot, leader: NodeID, at process: NodeID)
 }
 
 /// The corrections of spec §10 that the paper's final pseudo-code lacks.
@@ -202,7 +281,13 @@ extension ServerEngine: CustomDebugStringConvertible {
     /// The engine's state in a few lines: for diagnosing a stalled simulation.
     public var debugDescription: String {
         var s = "\(me) (\(group), member \(member)\(isLeader ? ", leader" : "")) clock \(clock) ballots \(ballots.map(\.rawValue)) "
-        s += "expected \(expected) released \(released) logNext \(logNext) followerSeq \(followerSeq) leaderSeq \(leaderSeq) maxOwnLogTs \(maxOwnLogTs)\n"
+        s += "expected \(expected) released \(released) logNext \(logNext) followerSeq \(followerSeq) leaderSeq \(leaderSeq) maxOwnLogTs \(maxOwnLogTs)"
+        s += " deposed \(deposed) recovery \(recovery.map { "ballot \($0.ballot.rawValue) finished \($0.finished) responded \($0.responded) bag \($0.bag.count)" + " unknown \($0.bag.filter { !$0.value.ts.isNone && !((present[$0.key] || delivered[$0.key]) && ids[$0.key] == $0.value.id) }.map { "\($0.key):\($0.value.id)@\($0.value.ts) held \(ids[$0.key])" })" } ?? "none") crashed \(crashed.map(\.rawValue).sorted())\n"
+        for h in 0..<layout.groupCount {
+            let p = log + layout.logOffset(group: GroupID(UInt8(h)), seq: logNext[h])
+            let w = RemoteMemory.loadAcquiring(p)
+            if w != 0 { s += "  log[\(h)] at seq \(logNext[h]): seq \(UInt32(truncatingIfNeeded: w)) ballot \(w >> 32) msg \(MessageID(rawValue: p.load(fromByteOffset: 16, as: UInt64.self)))\n" }
+        }
         let maxDst = layout.maxDestinations
         for raw in pendingList {
             let i = Int(raw)

@@ -14,9 +14,12 @@ extension ServerEngine {
                 guard !present[index], !freed[index] else { break }   // still held from a lap ago
                 let base = ring + layout.slotOffset(sender: sender, slot: slot)
                 guard let header = MessageSlot.read(base, layout: layout) else { break }
+                // A relay of a message already taken (and perhaps delivered) is not a new message.
+                guard header.id.sender == layout.config.senders[sender], header.id.sequence > lastSequence[sender] else { break }
                 // A leader needs outbox room for its step-2 writes before it takes the message.
                 if isLeader, !hasRoomToPropose(base, destinationCount: header.destinationCount) { return progress }
                 accept(index, base: base, header: header)
+                lastSequence[sender] = header.id.sequence
                 expected[sender] += 1
                 progress = true
                 if isLeader, layout.config.steps >= 2 { propose(index) }
@@ -28,6 +31,7 @@ extension ServerEngine {
     private func accept(_ index: Int, base: UnsafeRawPointer, header: MessageSlot.Header) {
         let maxDst = layout.maxDestinations
         present[index] = true
+        delivered[index] = false
         ordered[index] = false
         fastPathAcks[index] = 0
         ids[index] = header.id

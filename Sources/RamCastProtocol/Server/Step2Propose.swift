@@ -1,6 +1,8 @@
 import RamCastFabric
 
 extension ServerEngine {
+    /// Room for a proposal's writes. Writes to peers known to be gone are dropped by the outbox,
+    /// which always has room for them.
     func hasRoomToPropose(_ base: UnsafeRawPointer, destinationCount: Int) -> Bool {
         for (i, follower) in layout.members(of: group).enumerated() where i != member {
             if !outbox.hasRoom(peer(server: follower)) { return false }
@@ -12,45 +14,75 @@ extension ServerEngine {
         return true
     }
 
-    /// Step 2: the leader assigns the next timestamp ⟨clock+1, g⟩ and writes `(seq, ballot, ts)` into
-    /// log[g] of each follower (one dense sequence for all of them) and of each other destination
-    /// leader (one sequence per leader). Clock bump, sequence assignment and enqueueing happen in one
-    /// step of this single-threaded engine, which is what §10.1 asks of the leader.
+    /// Step 2: the leader assigns the next timestamp ⟨clock+1, g⟩ (or, in recovery, re-proposes `ts`)
+    /// and writes `(seq, ballot, ts)` into log[g] of each follower (one dense sequence for all of
+    /// them) and of each other destination leader (one sequence per leader). Clock bump, sequence
+    /// assignment and enqueueing happen in one step of this single-threaded engine, which is what
+    /// §10.1 asks of the leader.
     ///
     /// A single-group message takes the fast path: the follower writes are signaled, and once f of
     /// them completed the timestamp is chosen (only this leader can write those logs).
-    func propose(_ index: Int) {
+    func propose(_ index: Int, ts given: Timestamp? = nil) {
         let maxDst = layout.maxDestinations
         let sender = UInt16(index / layout.slots)
-        clock += 1
-        let ts = Timestamp(clock: clock, group: group)
+        let ts: Timestamp
+        if let given {
+            ts = given
+        } else {
+            clock += 1
+            ts = Timestamp(clock: clock, group: group)
+        }
         let ballot = ballots[Int(group.rawValue)]
         let j = destinationIndex(index, group)!
         timestamps[index * maxDst + j] = ts
         tsBallots[index * maxDst + j] = ballot
+        if !changed[Int(group.rawValue)], ts > initialOwnMax { initialOwnMax = ts }
         let single = dstCount[index] == 1
-        let id = ids[index]
-        let mySlot = UInt16(slotNumbers[index * maxDst + j])
-
         followerSeq &+= 1
-        let entry = LogEntry(seq: followerSeq, ballot: ballot, tsBallot: ballot, timestamp: ts, message: id, sender: sender,
-                             slot: mySlot, group: group, kind: .proposal)
-        for (i, follower) in layout.members(of: group).enumerated() where i != member {
-            outbox.enqueue(peer(server: follower), region: Layout.logRegion,
-                           offset: layout.logOffset(group: group, seq: followerSeq), length: LogEntry.wireSize,
-                           id: single ? WriteTag.fastPath(index) : 0, signal: single) { entry.encode(into: $0) }
-        }
+        let entry = LogEntry(seq: followerSeq, ballot: ballot, tsBallot: ballot, timestamp: ts, message: ids[index],
+                             sender: sender, slot: slotNumbers[index * maxDst + j], group: group, kind: .proposal)
+        emitToFollowers(entry, id: single ? WriteTag.fastPath(index, ids[index]) : 0, signal: single)
         for k in 0..<Int(dstCount[index]) where k != j {
-            let h = dsts[index * maxDst + k]
-            let hi = Int(h.rawValue)
-            leaderSeq[hi] &+= 1
             var e = entry
-            e.seq = leaderSeq[hi]
             e.slot = slotNumbers[index * maxDst + k]
-            outbox.enqueue(peer(server: leader(of: h)), region: Layout.logRegion,
-                           offset: layout.logOffset(group: group, seq: e.seq), length: LogEntry.wireSize) { e.encode(into: $0) }
+            emitToLeader(of: dsts[index * maxDst + k], e)
         }
         tracer?.proposed(entry, by: me)
         stats.proposals += 1
+    }
+
+    /// Appends `entry` (its `seq` already assigned) to this leader's stream: to every follower that
+    /// is ready for it, and to the leader's own copy in its (otherwise unused) log[g], from which a
+    /// follower that joins late is replayed.
+    func emitToFollowers(_ entry: LogEntry, id: UInt64 = 0, signal: Bool = false) {
+        entry.encode(into: log + layout.logOffset(group: group, seq: entry.seq))
+        for (i, follower) in layout.members(of: group).enumerated() where i != member && followerReady[i] {
+            outbox.enqueue(peer(server: follower), region: Layout.logRegion,
+                           offset: layout.logOffset(group: group, seq: entry.seq), length: LogEntry.wireSize,
+                           id: id, signal: signal) { entry.encode(into: $0) }
+        }
+    }
+
+    /// Sends this group's timestamp to the leader of `h`, in the sequence of this leader's writes to it.
+    func emitToLeader(of h: GroupID, _ entry: LogEntry) {
+        let hi = Int(h.rawValue)
+        guard leaderReady[hi] else { return }
+        leaderSeq[hi] &+= 1
+        var e = entry
+        e.seq = leaderSeq[hi]
+        outbox.enqueue(peer(server: leader(of: h)), region: Layout.logRegion,
+                       offset: layout.logOffset(group: group, seq: e.seq), length: LogEntry.wireSize) { e.encode(into: $0) }
+    }
+
+    /// Recovery: forwards the known timestamp of destination `k` to the followers.
+    func emitForward(_ index: Int, _ k: Int) {
+        let maxDst = layout.maxDestinations
+        let j = destinationIndex(index, group)!
+        followerSeq &+= 1
+        let entry = LogEntry(seq: followerSeq, ballot: ballots[Int(group.rawValue)], tsBallot: tsBallots[index * maxDst + k],
+                             timestamp: timestamps[index * maxDst + k], message: ids[index], sender: UInt16(index / layout.slots),
+                             slot: slotNumbers[index * maxDst + j], group: dsts[index * maxDst + k], kind: .forward)
+        emitToFollowers(entry)
+        tracer?.forwarded(entry, by: me)
     }
 }

@@ -16,6 +16,11 @@ extension ServerEngine {
         if isLeader {
             for h in 0..<layout.groupCount where h != Int(group.rawValue) {
                 while let entry = nextEntry(GroupID(UInt8(h))) {
+                    if isObsolete(entry) {
+                        logNext[h] &+= 1
+                        progress = true
+                        continue
+                    }
                     guard let index = messageIndex(entry) else { break }
                     guard hasRoomToForward() else { return progress }
                     record(entry, index)
@@ -28,6 +33,13 @@ extension ServerEngine {
             let g = Int(group.rawValue)
             if !fixes.contains(.sequenceOrder) { progress = applyDeferred() }
             while let entry = nextEntry(group) {
+                if isObsolete(entry) {
+                    // About a message whose slot was reused since: every member delivered it.
+                    tracer?.applied(entry, by: me)
+                    logNext[g] &+= 1
+                    progress = true
+                    continue
+                }
                 guard let index = messageIndex(entry) else {
                     if fixes.contains(.sequenceOrder) { break }
                     // The paper's final version: skip an entry whose body is missing, come back later.
@@ -43,6 +55,7 @@ extension ServerEngine {
                     record(entry, index)
                 }
                 if entry.timestamp > maxOwnLogTs { maxOwnLogTs = entry.timestamp }
+                if !changed[g], entry.timestamp > initialOwnMax { initialOwnMax = entry.timestamp }
                 tracer?.applied(entry, by: me)
                 logNext[g] &+= 1
                 progress = true
@@ -82,17 +95,31 @@ extension ServerEngine {
         return progress
     }
 
+    /// The next entry of log[h], if it has landed and belongs to the ballot this process accepted
+    /// for h (a deposed leader's late write, landed before its permission was revoked, is ignored
+    /// and will be overwritten by the new leader's entry of the same sequence number).
     @inline(__always)
     private func nextEntry(_ h: GroupID) -> LogEntry? {
         let seq = logNext[Int(h.rawValue)]
-        return LogEntry.read(log + layout.logOffset(group: h, seq: seq), expected: seq)
+        guard let e = LogEntry.read(log + layout.logOffset(group: h, seq: seq), expected: seq),
+              e.ballot == ballots[Int(h.rawValue)] else { return nil }
+        return e
     }
 
-    /// The table index of the entry's message, if its body is here.
+    /// Whether the entry names an older message than the one its slot holds now.
+    @inline(__always)
+    private func isObsolete(_ e: LogEntry) -> Bool {
+        let index = Int(e.sender) * layout.slots + Int(e.slot)
+        return index < present.count && (present[index] || delivered[index]) && ids[index].sender == e.message.sender
+            && ids[index].sequence > e.message.sequence
+    }
+
+    /// The table index of the entry's message, if its body is here (or was: after a leader change,
+    /// the new leader re-proposes messages some members already delivered, whose metadata is kept).
     @inline(__always)
     private func messageIndex(_ e: LogEntry) -> Int? {
         let index = Int(e.sender) * layout.slots + Int(e.slot)
-        guard index < present.count, present[index], ids[index] == e.message else { return nil }
+        guard index < present.count, present[index] || delivered[index], ids[index] == e.message else { return nil }
         return index
     }
 
@@ -124,10 +151,7 @@ extension ServerEngine {
         f.kind = .forward
         f.ballot = ballots[Int(group.rawValue)]
         f.slot = UInt16(slotNumber(index, in: group)!)
-        for (i, follower) in layout.members(of: group).enumerated() where i != member {
-            outbox.enqueue(peer(server: follower), region: Layout.logRegion,
-                           offset: layout.logOffset(group: group, seq: f.seq), length: LogEntry.wireSize) { f.encode(into: $0) }
-        }
+        emitToFollowers(f)
         tracer?.forwarded(f, by: me)
         stats.forwards += 1
     }

@@ -1,0 +1,57 @@
+import RamCastFabric
+
+extension ServerEngine {
+    /// Leader side: every `heartbeatInterval`, write `ballot << 32 | counter` into each follower's
+    /// heartbeat cell (one 8-byte inline write per follower).
+    func sendHeartbeats() {
+        // A candidate heartbeats too (with its new ballot), so that a long recovery is not suspected.
+        guard leaders[Int(group.rawValue)] == member, !deposed,
+              now &- lastHeartbeatSent >= layout.config.heartbeatInterval else { return }
+        for (i, f) in layout.members(of: group).enumerated() where i != member && !crashed.contains(f) {
+            if !outbox.hasRoom(peer(server: f)) { return }
+        }
+        lastHeartbeatSent = now
+        heartbeatCounter &+= 1
+        let word = UInt64(ballots[Int(group.rawValue)].rawValue) << 32 | UInt64(heartbeatCounter)
+        for (i, f) in layout.members(of: group).enumerated() where i != member && !crashed.contains(f) {
+            outbox.enqueue(peer(server: f), region: Layout.ringRegion, offset: layout.heartbeatOffset(group), length: 8) {
+                $0.storeBytes(of: word, as: UInt64.self)
+            }
+        }
+    }
+
+    /// Follower side: a heartbeat of the current ballot that moved resets the timer. When it has not
+    /// moved for `failureTimeout`, or the leader is known to be gone, the leader of the next ballot is
+    /// expected instead (skipping members known to be gone); if that is this process, it starts
+    /// recovery. Leadership thus moves deterministically: ballot b is led by member b mod n.
+    func detectFailures() -> Bool {
+        let g = Int(group.rawValue)
+        if heartbeatChangedAt == 0 { heartbeatChangedAt = now }
+        let word = RemoteMemory.loadAcquiring(ring + layout.heartbeatOffset(group))
+        if word != heartbeatSeen {
+            heartbeatSeen = word
+            if UInt32(truncatingIfNeeded: word >> 32) == ballots[g].rawValue { heartbeatChangedAt = now }
+        }
+        if leaders[g] == member { return false }
+        let expected = max(ballots[g], expectedBallot)
+        let size = UInt32(layout.members(of: group).count)
+        let awaited = layout.members(of: group)[Int(expected.rawValue % size)]
+        let gone = crashed.contains(awaited)
+        guard gone || now &- heartbeatChangedAt > layout.config.failureTimeout else { return false }
+        var next = expected.rawValue + 1
+        var tries = 0
+        while crashed.contains(layout.members(of: group)[Int(next % size)]), tries < Int(size) {
+            next += 1
+            tries += 1
+        }
+        expectedBallot = Ballot(next)
+        heartbeatChangedAt = now
+        if Int(next % size) == member { return startRecovery(Ballot(next)) }
+        return false
+    }
+
+    /// The driver reports that `node` is gone (its connection died and cannot be re-established).
+    public func peerCrashed(_ node: NodeID) {
+        crashed.insert(node)
+    }
+}

@@ -1,0 +1,403 @@
+import RamCastFabric
+
+/// A would-be leader's progress through phase 1 (spec §8).
+struct Recovery {
+    var ballot: Ballot
+    /// Per server: its phase-1B reply arrived.
+    var responded: [Bool]
+    var maxClock: UInt64
+    /// Per table index: the message and the timestamp with the highest ballot any reply holds.
+    var bag: [Int: (id: MessageID, ts: Timestamp, tsBallot: Ballot)] = [:]
+    var finished = false
+}
+
+extension ServerEngine {
+    // MARK: - Candidate: phase 1A
+
+    /// Starts recovery with ballot `b`: fresh streams from the other leaders, empty mailboxes, and a
+    /// 1A into every process of every group (including itself, handled like any other 1A).
+    func startRecovery(_ b: Ballot) -> Bool {
+        let others = layout.servers.filter { $0 != me }
+        guard others.allSatisfy({ crashed.contains($0) || outbox.hasRoom(peer(server: $0)) }) else { return false }
+        recovery = Recovery(ballot: b, responded: Array(repeating: false, count: layout.servers.count), maxClock: clock)
+        for h in 0..<layout.groupCount where h != Int(group.rawValue) { resetLog(GroupID(UInt8(h))) }
+        (ring + layout.phase1bOffset(server: 0)).initializeMemory(as: UInt8.self, repeating: 0,
+                                                                  count: layout.servers.count * layout.phase1bMailboxSize)
+        let value = UInt64(b.rawValue)
+        for q in others where !crashed.contains(q) {
+            outbox.enqueue(peer(server: q), region: Layout.ringRegion, offset: layout.phase1aOffset(group), length: 8) {
+                $0.storeBytes(of: value, as: UInt64.self)
+            }
+        }
+        RemoteMemory.storeReleasing(value, at: ring + layout.phase1aOffset(group))
+        return true
+    }
+
+    func resetLog(_ h: GroupID) {
+        let size = layout.logCapacity * Layout.logEntrySize
+        (log + Int(h.rawValue) * size).initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        logNext[Int(h.rawValue)] = 1
+    }
+
+    // MARK: - Everyone: accepting a 1A
+
+    func process1A() -> Bool {
+        var progress = false
+        for h in 0..<layout.groupCount {
+            let b = UInt32(truncatingIfNeeded: RemoteMemory.loadAcquiring(ring + layout.phase1aOffset(GroupID(UInt8(h)))))
+            if b > accepted1A[h], accept1A(GroupID(UInt8(h)), Ballot(b)) { progress = true }
+        }
+        return progress
+    }
+
+    /// Messages this process holds (pending or delivered, not yet recycled).
+    private func heldIndices() -> [Int] {
+        (0..<present.count).filter { present[$0] || delivered[$0] }
+    }
+
+    /// Accepts ballot `b` for group `h` (spec §8.2, 1A → 1B): the candidate becomes `h`'s leader here,
+    /// the old leader loses write access to this process's log region and the candidate gains it,
+    /// `log[h]` restarts at sequence 1, and the candidate gets this process's state: for a member
+    /// of `h` its messages' timestamps (and the bodies of its pending messages, relayed into the
+    /// candidate's ring); for every process its clock; and from the leader of another group, that
+    /// group's timestamps for messages addressed to `h`, which the old leader may not have forwarded.
+    /// Returns false, changing nothing, when the outbox has no room yet.
+    func accept1A(_ h: GroupID, _ b: Ballot) -> Bool {
+        let hi = Int(h.rawValue)
+        let members = layout.members(of: h)
+        let newLeader = Int(b.rawValue % UInt32(members.count))
+        let candidate = members[newLeader]
+        let old = leader(of: h)
+        let held = heldIndices()
+        let amLeader = isLeader && h != group
+        // Proposals that landed in this follower's log but were not applied yet (their body may be
+        // missing) are accepted values all the same: the old leader may have counted them for its
+        // fast path. They go into the 1B before the log is cleared.
+        var landed = h == group && leaders[hi] != member ? unappliedProposals() : []
+        if h == group, let r = recovery {
+            // A candidate superseded: what its quorum reported stays reported (values accepted by
+            // someone, with their ballots), so a later candidate cannot miss them.
+            landed += r.bag.filter { !$0.value.ts.isNone }.map { ($0.key, $0.value.id, $0.value.ts, $0.value.tsBallot, false) }
+        }
+        if h == group {
+            // Keep what the log shows until the messages' slots move on: the log is cleared below.
+            for e in landed { rememberAccepted(e) }
+            landed = acceptedValues()
+        }
+        if candidate != me {
+            let p = peer(server: candidate)
+            let needed = 2 + (h == group ? held.count : 0) + (amLeader ? held.count : 0)
+            guard outbox.hasRoom(p, needed) else { return false }
+        }
+        accepted1A[hi] = b.rawValue
+        ballots[hi] = b
+        leaders[hi] = newLeader
+        changed[hi] = true
+        tracer?.leaderChanged(group: h, ballot: b, leader: candidate, at: me)
+        if old != me, old != candidate { permissionRequests.append((grant: false, node: old)) }
+        if candidate != me { permissionRequests.append((grant: true, node: candidate)) }
+        resetLog(h)
+        if h == group {
+            deposed = false
+            if candidate != me { recovery = nil }
+            expectedBallot = b
+            heartbeatChangedAt = now
+            for i in followerReady.indices { followerReady[i] = false }
+            if candidate == me {
+                respond(to: &recovery!, from: serverIndex, clock: clock, entries: ownEntries(held) + landed)
+            } else {
+                relayBodies(held, to: candidate)
+                send1B(to: candidate, h: h, entries: ownEntries(held) + landed)
+            }
+        } else if candidate != me {
+            send1B(to: candidate, h: h, entries: [])
+            if amLeader {
+                leaderSeq[hi] = 0
+                leaderReady[hi] = true
+                resendProposals(to: h)
+            }
+        }
+        return true
+    }
+
+    private typealias Entry = (index: Int, id: MessageID, ts: Timestamp, tsBallot: Ballot, delivered: Bool)
+
+    /// Records a value accepted for a message this process may not hold (yet), kept across log resets.
+    private func rememberAccepted(_ e: Entry) {
+        if let have = acceptedElsewhere[e.index] {
+            if e.id.sequence < have.id.sequence { return }
+            if e.id == have.id, have.tsBallot >= e.tsBallot { return }
+        }
+        acceptedElsewhere[e.index] = (e.id, e.ts, e.tsBallot)
+    }
+
+    /// The remembered accepted values still about the newest message of their slot.
+    private func acceptedValues() -> [Entry] {
+        acceptedElsewhere = acceptedElsewhere.filter { index, v in
+            !((present[index] || delivered[index]) && ids[index].sequence > v.id.sequence)
+        }
+        return acceptedElsewhere.map { ($0.key, $0.value.id, $0.value.ts, $0.value.tsBallot, false) }
+    }
+
+    /// Proposals of the current ballot sitting in log[own group] beyond what was applied.
+    private func unappliedProposals() -> [Entry] {
+        var out: [Entry] = []
+        var seq = logNext[Int(group.rawValue)]
+        let ballot = ballots[Int(group.rawValue)]
+        for _ in 0..<layout.logCapacity {
+            guard let e = LogEntry.read(log + layout.logOffset(group: group, seq: seq), expected: seq), e.ballot == ballot else { break }
+            if e.kind == .proposal, e.group == group {
+                out.append((Int(e.sender) * layout.slots + Int(e.slot), e.message, e.timestamp, e.tsBallot, false))
+            }
+            seq &+= 1
+        }
+        return out
+    }
+
+    private func ownEntries(_ held: [Int]) -> [Entry] {
+        held.compactMap { i in
+            guard let j = destinationIndex(i, group) else { return nil }
+            let k = i * layout.maxDestinations + j
+            return (i, ids[i], timestamps[k], tsBallots[k], delivered[i])
+        }
+    }
+
+    /// The bodies of pending messages, written into the candidate's ring at the same slot (slot
+    /// numbers are shared within a group), so it can propose them even if their sender crashed
+    /// before reaching it. A relay of a message the candidate already took is ignored there (its
+    /// sequence number is not newer).
+    private func relayBodies(_ held: [Int], to candidate: NodeID) {
+        let p = peer(server: candidate)
+        for i in held where present[i] {
+            let offset = layout.slotOffset(sender: i / layout.slots, slot: i % layout.slots)
+            let length = Int(UInt32(littleEndian: (ring + offset).load(fromByteOffset: 8, as: UInt32.self)))
+            let counter = outbox.enqueue(p, region: Layout.ringRegion, offset: offset, source: ring + offset,
+                                         length: layout.headerSize + length + 4, signal: true)
+            relaysInFlight[i, default: []].append((p, counter))
+        }
+    }
+
+    private func send1B(to candidate: NodeID, h: GroupID, entries all: [Entry]) {
+        let p = peer(server: candidate)
+        // One entry per slot fits the mailbox: for a slot named twice, keep the newer message, or the
+        // higher ballot of the same one (what the candidate would keep anyway).
+        var bySlot: [Int: Entry] = [:]
+        for e in all {
+            if let have = bySlot[e.index] {
+                if e.id.sequence < have.id.sequence { continue }
+                if e.id == have.id, e.ts.isNone || (!have.ts.isNone && have.tsBallot >= e.tsBallot) { continue }
+            }
+            bySlot[e.index] = e
+        }
+        let entries = bySlot.values.sorted { $0.index < $1.index }
+        let scratch = recoveryScratch + Int(h.rawValue) * layout.phase1bMailboxSize
+        let size = Layout.recoveryEntrySize
+        for (n, e) in entries.enumerated() {
+            let q = scratch + n * size
+            q.storeBytes(of: e.id.rawValue.littleEndian, as: UInt64.self)
+            (q + 8).storeBytes(of: e.ts.rawValue.littleEndian, as: UInt64.self)
+            (q + 16).storeBytes(of: e.tsBallot.rawValue.littleEndian, as: UInt32.self)
+            (q + 20).storeBytes(of: UInt16(e.index / layout.slots).littleEndian, as: UInt16.self)
+            (q + 22).storeBytes(of: UInt16(e.index % layout.slots).littleEndian, as: UInt16.self)
+            (q + 24).storeBytes(of: UInt64(e.delivered ? 1 : 0), as: UInt64.self)
+        }
+        let header = scratch + layout.phase1bMailboxSize - 24
+        var crc = CRC32C.checksum(scratch, count: entries.count * size)
+        var c = clock.littleEndian
+        crc = withUnsafeBytes(of: &c) { CRC32C.checksum($0, seed: crc) }
+        header.storeBytes(of: crc.littleEndian, as: UInt32.self)
+        (header + 4).storeBytes(of: UInt32(0), as: UInt32.self)
+        (header + 8).storeBytes(of: clock.littleEndian, as: UInt64.self)
+        (header + 16).storeBytes(of: ballots[Int(h.rawValue)].rawValue.littleEndian, as: UInt32.self)
+        (header + 20).storeBytes(of: UInt32(entries.count).littleEndian, as: UInt32.self)
+        let mailbox = layout.phase1bOffset(server: serverIndex)
+        if !entries.isEmpty {
+            outbox.enqueue(p, region: Layout.ringRegion, offset: mailbox, source: scratch, length: entries.count * size)
+        }
+        outbox.enqueue(p, region: Layout.ringRegion, offset: mailbox + layout.phase1bMailboxSize - 24, source: header, length: 24)
+    }
+
+    /// Leader of another group: re-send this group's timestamps for every held message addressed to
+    /// `h`, from sequence 1, to `h`'s (new) leader.
+    func resendProposals(to h: GroupID) {
+        let target = leader(of: h)
+        guard target != me else { return }
+        let hi = Int(h.rawValue)
+        let maxDst = layout.maxDestinations
+        var batch: [(ts: Timestamp, entry: LogEntry)] = []
+        for i in heldIndices() {
+            guard let jh = destinationIndex(i, h), let jg = destinationIndex(i, group) else { continue }
+            let k = i * maxDst + jg
+            guard !timestamps[k].isNone else { continue }
+            batch.append((timestamps[k], LogEntry(seq: 0, ballot: ballots[Int(group.rawValue)], tsBallot: tsBallots[k],
+                                                  timestamp: timestamps[k], message: ids[i], sender: UInt16(i / layout.slots),
+                                                  slot: slotNumbers[i * maxDst + jh], group: group, kind: .proposal)))
+        }
+        for var b in batch.sorted(by: { $0.ts < $1.ts }).map(\.entry) {
+            leaderSeq[hi] &+= 1
+            b.seq = leaderSeq[hi]
+            let e = b
+            outbox.enqueue(peer(server: target), region: Layout.logRegion,
+                           offset: layout.logOffset(group: group, seq: e.seq), length: LogEntry.wireSize) { e.encode(into: $0) }
+        }
+    }
+
+    // MARK: - Candidate: collecting 1B, deciding (2A)
+
+    /// Merges one 1B reply. Per slot, the newest message wins (an older one in the same slot was
+    /// released by every member of this group, so delivered by all of them); per message, the
+    /// timestamp with the highest ballot wins (Paxos).
+    private func respond(to r: inout Recovery, from server: Int, clock c: UInt64, entries: [Entry]) {
+        r.responded[server] = true
+        r.maxClock = max(r.maxClock, c)
+        for e in entries {
+            if let have = r.bag[e.index] {
+                if e.id.sequence < have.id.sequence { continue }
+                if e.id == have.id && (e.ts.isNone || have.tsBallot >= e.tsBallot) { continue }
+                if e.id != have.id || !e.ts.isNone { r.bag[e.index] = (e.id, e.ts, e.tsBallot) }
+            } else {
+                r.bag[e.index] = (e.id, e.ts, e.tsBallot)
+            }
+        }
+    }
+
+    func collect1B() -> Bool {
+        guard var r = recovery else { return false }
+        var progress = false
+        let size = Layout.recoveryEntrySize
+        for s in 0..<layout.servers.count where !r.responded[s] {
+            let base = ring + layout.phase1bOffset(server: s)
+            let header = base + layout.phase1bMailboxSize - 24
+            let word = RemoteMemory.loadAcquiring(header + 16)
+            guard UInt32(truncatingIfNeeded: word) == r.ballot.rawValue else { continue }
+            let count = Int(UInt32(truncatingIfNeeded: word >> 32))
+            guard count * size <= layout.phase1bMailboxSize - 24 else { continue }
+            var c = RemoteMemory.loadAcquiring(header + 8)
+            var crc = CRC32C.checksum(base, count: count * size)
+            crc = withUnsafeBytes(of: &c) { CRC32C.checksum($0, seed: crc) }
+            guard crc == UInt32(littleEndian: header.load(as: UInt32.self)) else { continue }   // still landing
+            var entries: [Entry] = []
+            for n in 0..<count {
+                let q = base + n * size
+                let sender = Int(UInt16(littleEndian: q.load(fromByteOffset: 20, as: UInt16.self)))
+                let slot = Int(UInt16(littleEndian: q.load(fromByteOffset: 22, as: UInt16.self)))
+                entries.append((sender * layout.slots + slot,
+                                MessageID(rawValue: UInt64(littleEndian: q.load(as: UInt64.self))),
+                                Timestamp(rawValue: UInt64(littleEndian: q.load(fromByteOffset: 8, as: UInt64.self))),
+                                Ballot(UInt32(littleEndian: q.load(fromByteOffset: 16, as: UInt32.self))),
+                                q.load(fromByteOffset: 24, as: UInt8.self) != 0))
+            }
+            respond(to: &r, from: s, clock: UInt64(littleEndian: c), entries: entries)
+            progress = true
+            if r.finished { recovery = r; lateResponder(s) }
+        }
+        recovery = r
+        if !r.finished, quorumsReplied(r), bodiesKnown(r) {
+            finishRecovery()
+            progress = true
+        }
+        return progress
+    }
+
+    private func quorumsReplied(_ r: Recovery) -> Bool {
+        (0..<layout.groupCount).allSatisfy { h in
+            let g = GroupID(UInt8(h))
+            let n = layout.members(of: g).filter { r.responded[layout.serverIndexOf[$0]!] }.count
+            return n >= layout.f(of: g) + 1
+        }
+    }
+
+    /// The candidate can re-propose a message only once it knows its destinations (from the body
+    /// or from metadata it kept): relays arrive ahead of their 1B, so this is a short wait.
+    private func bodiesKnown(_ r: Recovery) -> Bool {
+        r.bag.allSatisfy { index, v in v.ts.isNone || holdsNewer(index, than: v.id) || ((present[index] || delivered[index]) && ids[index] == v.id) }
+    }
+
+    /// The slot took a newer message since `id`: every member of this group delivered `id`.
+    func holdsNewer(_ index: Int, than id: MessageID) -> Bool {
+        (present[index] || delivered[index]) && ids[index].sender == id.sender && ids[index].sequence > id.sequence
+    }
+
+    /// Phase 2: with a quorum of every group heard, the clock passes every timestamp and clock
+    /// reported (so fresh timestamps exceed every decided one); each message keeps the timestamp of
+    /// the highest ballot (Paxos) or gets a fresh one. The stream is: re-proposals in timestamp order,
+    /// then forwards of other groups' timestamps, then fresh proposals, which keeps timestamps
+    /// increasing along proposals (I3) and above every forward before them (I5).
+    private func finishRecovery() {
+        guard var r = recovery else { return }
+        clock = max(clock, r.maxClock)
+        for v in r.bag.values { clock = max(clock, v.ts.clock) }
+        r.finished = true
+        recovery = r
+        let g = Int(group.rawValue)
+        for (i, q) in layout.members(of: group).enumerated() {
+            followerReady[i] = i != member && r.responded[layout.serverIndexOf[q]!]
+        }
+        for h in 0..<layout.groupCount where h != g {
+            leaderReady[h] = r.responded[layout.serverIndexOf[leader(of: GroupID(UInt8(h)))]!]
+            leaderSeq[h] = 0
+        }
+        followerSeq = 0
+        let maxDst = layout.maxDestinations
+        for (index, v) in r.bag.filter({ !$0.value.ts.isNone && !holdsNewer($0.key, than: $0.value.id) })
+            .sorted(by: { $0.value.ts < $1.value.ts }) {
+            guard destinationIndex(index, group) != nil else { continue }
+            fastPathAcks[index] = 0
+            propose(index, ts: v.ts)
+        }
+        for index in 0..<present.count where present[index] {
+            for k in 0..<Int(dstCount[index]) where dsts[index * maxDst + k] != group {
+                let ts = timestamps[index * maxDst + k]
+                guard !ts.isNone else { continue }
+                emitForward(index, k)
+            }
+        }
+        for index in 0..<present.count where present[index] {
+            if let j = destinationIndex(index, group), timestamps[index * maxDst + j].isNone { propose(index) }
+        }
+        lastHeartbeatSent = 0
+    }
+
+    /// A reply that came after the decision: a member of this group gets the stream so far, replayed
+    /// from this leader's own copy; another group's leader gets this group's timestamps.
+    private func lateResponder(_ s: Int) {
+        let q = layout.servers[s]
+        if layout.groupOf[q] == group, let m = layout.memberIndexOf[q], m != member {
+            if followerSeq > 0, Int(followerSeq) <= layout.logCapacity {
+                let offset = layout.logOffset(group: group, seq: 1)
+                outbox.enqueue(peer(server: q), region: Layout.logRegion, offset: offset, source: log + offset,
+                               length: Int(followerSeq) * Layout.logEntrySize)
+            }
+            followerReady[m] = true
+        } else if let h = layout.groupOf[q], leader(of: h) == q {
+            leaderSeq[Int(h.rawValue)] = 0
+            leaderReady[Int(h.rawValue)] = true
+            resendProposals(to: h)
+        }
+    }
+}
+
+extension ServerEngine {
+    /// The connection to outbox peer `p` was re-established after an error: whatever was queued for it
+    /// is lost, so re-send what it needs from this process: its acks (a follower's, for the messages
+    /// addressed to that peer's group) or, for a sender, the released count. A leader's stream to a
+    /// follower breaks only when the leader was deposed, so it is not replayed.
+    public func resync(peer p: Int) {
+        if p >= layout.servers.count {
+            releasePending[p - layout.servers.count] = true
+            return
+        }
+        let q = layout.servers[p]
+        guard let qGroup = layout.groupOf[q], leaders[Int(group.rawValue)] != member else { return }
+        let maxDst = layout.maxDestinations
+        for index in 0..<present.count where present[index] {
+            guard let j = destinationIndex(index, group), let jq = destinationIndex(index, qGroup) else { continue }
+            let k = index * maxDst + j
+            guard !timestamps[k].isNone, outbox.hasRoom(p) else { continue }
+            let word = AckWord.pack(tsBallots[k], timestamps[k])
+            let offset = layout.ackOffset(slotOffset: layout.slotOffset(sender: index / layout.slots, slot: Int(slotNumbers[index * maxDst + jq])),
+                                          server: serverIndex)
+            outbox.enqueue(p, region: Layout.ringRegion, offset: offset, length: 8) { $0.storeBytes(of: word, as: UInt64.self) }
+        }
+    }
+}

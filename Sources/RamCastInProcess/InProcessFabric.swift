@@ -153,12 +153,13 @@ public final class InProcessFabric {
     /// Crash-stops `node`: its endpoint disappears. Of its writes still in flight, a random prefix
     /// per connection lands (the NIC had already sent them) and the rest are lost. Its peers see
     /// their writes to it fail and get a `.disconnected` event.
-    public func crash(_ node: NodeID) {
+    /// `landing` fixes how many in-flight writes per connection land (scripted tests); nil draws it.
+    public func crash(_ node: NodeID, landing: Int? = nil) {
         guard let e = endpoints[node], !e.isClosed else { return }
         for case let link? in links where link.isOpen && (link.a === e || link.b === e) {
             let side = link.a === e ? 0 : 1
             let keep = link.queueCount(side)
-            let land = keep == 0 ? 0 : (isImmediate ? keep : random(below: keep + 1))
+            let land = keep == 0 ? 0 : min(keep, landing ?? (isImmediate ? keep : random(below: keep + 1)))
             for _ in 0..<land { link.applyWholeHead(side, fabric: self) }
             link.discardAll(side, fabric: self)
             fail(link, cause: "peer \(node) crashed", peerFailure: .retryExceeded)

@@ -14,10 +14,16 @@ final class ScriptedCluster {
     let recorder: HistoryRecorder
     var delivered: [NodeID: [RamCastProtocol.MessageID]] = [:]
     var finals: [NodeID: [RamCastProtocol.Timestamp]] = [:]
+    /// Virtual time in nanoseconds: `settle` advances it, so heartbeats and failure timeouts run.
+    var now: UInt64 = 1
+    var dead: Set<NodeID> = []
+    var sent: [(RamCastProtocol.MessageID, [RamCastProtocol.GroupID])] = []
 
     init(fixes: SafetyFixes = .all) throws {
-        let config = ProtocolConfig(groups: [[NodeID(0), NodeID(1), NodeID(2)], [NodeID(3), NodeID(4), NodeID(5)]],
+        var config = ProtocolConfig(groups: [[NodeID(0), NodeID(1), NodeID(2)], [NodeID(3), NodeID(4), NodeID(5)]],
                                     senders: [NodeID(100), NodeID(101)], slotsPerRing: 16, slotSize: 256)
+        config.heartbeatInterval = 100_000
+        config.failureTimeout = 5_000_000
         layout = try Layout(config)
         let fabric = self.fabric
         cluster = try LocalCluster(layout: layout) { (id: NodeID) throws(FabricError) -> any FabricEndpoint in
@@ -27,6 +33,31 @@ final class ScriptedCluster {
         for node in cluster.servers {
             node.server!.tracer = recorder
             node.server!.fixes = fixes
+        }
+        for node in cluster.nodes { node.clock = { [unowned self] in self.now } }
+    }
+
+    /// Crash-stops a process: its writes still in flight are lost, it never runs again.
+    func crash(_ id: Int, landing: Int? = 0) {
+        let node = NodeID(UInt32(id))
+        fabric.crash(node, landing: landing)
+        dead.insert(node)
+        recorder.crashed(node)
+    }
+
+    /// Runs one engine step of `id` without posting its writes (they die with it if it crashes next).
+    func pollOnly(_ id: Int) {
+        cluster.nodeByID[NodeID(UInt32(id))]!.server!.poll { d in
+            recorder.delivered(d)
+            delivered[d.process, default: []].append(d.id)
+            finals[d.process, default: []].append(d.finalTimestamp)
+        }
+    }
+
+    /// Whether every surviving member of every destination delivered every message sent.
+    var everyoneDelivered: Bool {
+        sent.allSatisfy { id, dst in
+            dst.allSatisfy { g in layout.members(of: g).allSatisfy { dead.contains($0) || delivered[$0, default: []].contains(id) } }
         }
     }
 
@@ -46,11 +77,12 @@ final class ScriptedCluster {
 
     /// Pumps every node and lands every write, except writes `from → to` listed in `holding`, until
     /// nothing moves.
-    func settle(holding: [(Int, Int)] = []) throws {
+    func settle(holding: [(Int, Int)] = [], until done: (() -> Bool)? = nil) throws {
         let ids = cluster.nodes.map(\.id)
         for _ in 0..<10_000 {
+            now += 50_000
             var moved = 0
-            for n in cluster.nodes {
+            for n in cluster.nodes where !dead.contains(n.id) {
                 if try n.pump({ d in
                     recorder.delivered(d)
                     delivered[d.process, default: []].append(d.id)
@@ -62,7 +94,11 @@ final class ScriptedCluster {
                     moved += fabric.deliver(from: a, to: b)
                 }
             }
-            if moved == 0 { return }
+            if let done {
+                if done() && moved == 0 { return }
+            } else if moved == 0 {
+                return
+            }
         }
     }
 
@@ -71,6 +107,7 @@ final class ScriptedCluster {
         let dst = groups.map { RamCastProtocol.GroupID($0) }
         let id = try payload.withUnsafeBytes { p in try dst.withUnsafeBufferPointer { try s.multicast(p, to: $0) } }!
         recorder.multicast(id, destinations: dst)
+        sent.append((id, dst))
         try pump(sender)
         return id
     }

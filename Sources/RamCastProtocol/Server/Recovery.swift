@@ -388,7 +388,16 @@ extension ServerEngine {
             return
         }
         let q = layout.servers[p]
-        guard let qGroup = layout.groupOf[q], leaders[Int(group.rawValue)] != member else { return }
+        let g = Int(group.rawValue)
+        if leaders[g] == member, ballots[g] != Ballot(UInt32(layout.members(of: group).count)) {
+            // A 1A lost with the connection: the peer must still learn who leads this group now
+            // (a deposed leader in particular, whose refused write broke this very connection).
+            let value = UInt64(ballots[g].rawValue)
+            outbox.enqueue(p, region: Layout.ringRegion, offset: layout.phase1aOffset(group), length: 8) {
+                $0.storeBytes(of: value, as: UInt64.self)
+            }
+        }
+        guard let qGroup = layout.groupOf[q], leaders[g] != member else { return }
         let maxDst = layout.maxDestinations
         for index in 0..<present.count where present[index] {
             guard let j = destinationIndex(index, group), let jq = destinationIndex(index, qGroup) else { continue }

@@ -133,6 +133,8 @@ public final class ServerEngine {
         public var delivered = 0
         public var releases = 0
         public var fastPathOrders = 0
+        /// Writes of this process refused by a revoked permission (it was deposed).
+        public var refusedWrites = 0
     }
 
     /// - Parameters:
@@ -216,7 +218,10 @@ public final class ServerEngine {
         guard status == .success else {
             // A refused write: a leader's writes go to protected logs only, so it was revoked there
             // by a newer ballot. Stop acting as leader now; the 1A in this memory says who leads.
-            if status == .remoteAccessError, leaders[Int(group.rawValue)] == member { deposed = true }
+            if status == .remoteAccessError {
+                stats.refusedWrites += 1
+                if leaders[Int(group.rawValue)] == member { deposed = true }
+            }
             return
         }
         outbox.completed(peer)

@@ -1,0 +1,130 @@
+import RamCastChecker
+import RamCastFabric
+@testable import RamCastProtocol
+import Testing
+
+/// The 13 points at which a leader can crash (spec §8.2), each with partial fan-outs, replayed
+/// step by step. Group 0 = {0, 1, 2} (leader 0), group 1 = {3, 4, 5} (leader 3); m goes to both
+/// groups. After the crash the survivors' failure detector elects node 1 (ballot 4), recovery runs,
+/// and the run must end with every survivor having delivered m, and the checker clean.
+@Suite("Leader crash points (spec §8.2)")
+struct CrashPointTests {
+    enum Point: Int, CaseIterable, CustomStringConvertible {
+        case beforeReceiving = 1, afterReceiving, beforeSendingTs, whileSendingTs, afterSendingTs
+        case beforeOtherLeadersTs, afterOtherLeadersTs, beforePropagating, whilePropagating, afterPropagating
+        case beforeAcks, whileAcks, afterAcks
+        var description: String {
+            let names = ["before receiving m", "after receiving m", "before sending its ts", "while sending its ts",
+                         "after sending its ts", "before receiving another leader's ts", "after receiving another leader's ts",
+                         "before propagating", "while propagating", "after propagating", "before acks arrive",
+                         "while acks arrive", "after acks arrive"]
+            return "\(rawValue): \(names[rawValue - 1])"
+        }
+    }
+
+    /// Drives the cluster up to `point` and crashes leader 0 there. Returns the cluster.
+    func run(_ point: Point) throws -> ScriptedCluster {
+        let c = try ScriptedCluster()
+        _ = try c.send(100, to: [0])           // some history first
+        try c.settle()
+        _ = try c.send(100, to: [0, 1])        // m
+        c.deliver(100, 1, 2, 3, 4, 5)
+        if point == .beforeReceiving { c.crash(0); return c }
+        c.deliver(100, 0)
+        if point == .afterReceiving { c.crash(0); return c }
+        if point == .beforeSendingTs { c.pollOnly(0); c.crash(0); return c }
+        try c.pump(0)                          // L0 proposes ts_0(m) to 1, 2 and to L1 = 3
+        c.deliver(0, 1)
+        if point == .whileSendingTs { c.crash(0); return c }
+        c.deliver(0, 2, 3)
+        if point == .afterSendingTs { c.crash(0); return c }
+        try c.pump(3)                          // L1 proposes ts_1(m) to 4, 5 and to 0; forwards ts_0(m)
+        if point == .beforeOtherLeadersTs { c.crash(0); return c }
+        c.deliver(3, 0)
+        if point == .afterOtherLeadersTs { c.crash(0); return c }
+        if point == .beforePropagating { c.pollOnly(0); c.crash(0); return c }
+        try c.pump(0)                          // L0 forwards ts_1(m) to 1, 2
+        c.deliver(0, 1)
+        if point == .whilePropagating { c.crash(0); return c }
+        c.deliver(0, 2)
+        if point == .afterPropagating { c.crash(0); return c }
+        c.deliver(3, 4, 5)
+        try c.pump(1, 2, 4, 5)                 // followers ack to every destination
+        for f in [1, 2, 4, 5] { c.deliver(f, 1, 2, 3, 4, 5) }
+        if point == .beforeAcks { c.crash(0); return c }
+        c.deliver(1, 0)
+        if point == .whileAcks { c.crash(0); return c }
+        for f in [2, 4, 5] { c.deliver(f, 0) }
+        try c.pump(0)                          // L0 may deliver m now
+        c.crash(0)
+        return c
+    }
+
+    @Test("a leader crash at each point: survivors elect a new leader and deliver everything, checked",
+          arguments: Point.allCases)
+    func crashPoint(_ point: Point) throws {
+        let c = try run(point)
+        try c.settle(until: { c.everyoneDelivered })
+        #expect(c.everyoneDelivered, "after crash point \(point) not every survivor delivered everything: \(c.delivered)")
+        let report = c.check()
+        #expect(report.isClean, "\(report)")
+        // Node 1 leads group 0 now, under ballot 4.
+        let engine = c.cluster.nodeByID[NodeID(1)]!.server!
+        #expect(engine.isLeader && engine.ballots[0] == Ballot(4))
+    }
+
+    /// The single-group fast path: the leader delivers once one follower's copy of its timestamp
+    /// completed, then crashes before the other follower saw it. That follower had not even applied
+    /// it (its copy of the body was late), yet the new leader must keep the timestamp: it is in the
+    /// follower's log, landed, and goes into its 1B.
+    @Test("a fast-path decision survives its leader's crash")
+    func fastPathSurvives() throws {
+        let c = try ScriptedCluster()
+        for _ in 0..<3 { _ = try c.send(100, to: [0]) }
+        // Group 1's clocks run ahead: a recovery that forgot the decided timestamp would pick a
+        // fresh, larger one (it bumps its clock past a quorum of every group).
+        for _ in 0..<5 { _ = try c.send(101, to: [1]) }
+        try c.settle()
+        let m = try c.send(100, to: [0])
+        c.deliver(100, 0, 2)                   // follower 1 gets the body late: it cannot apply ts yet
+        try c.pump(0)                          // proposes, signaled
+        c.deliver(0, 1)                        // lands at follower 1 only, unapplied there
+        try c.pump(0)                          // polls the completion: the fast path counts it
+        try c.pump(0)                          // ordered and delivered at 0
+        #expect(c.delivered[NodeID(0)]?.last == m, "the leader should have delivered m on the fast path")
+        let decided = c.finals[NodeID(0)]!.last!
+        c.crash(0)
+        try c.settle(until: { c.everyoneDelivered })
+        #expect(c.finals[NodeID(1)]?.last == decided && c.finals[NodeID(2)]?.last == decided)
+        #expect(c.check().isClean, "\(c.check())")
+    }
+
+    /// A leader that is alive but cut off (its writes stall, so its heartbeats stop) is replaced.
+    /// It learns nothing of the new ballot for a while and keeps proposing: its timestamp writes are
+    /// refused by the revoked permissions (an access error at the fabric), it stops leading, later
+    /// rejoins as a follower, and nothing is delivered wrongly.
+    @Test("a deposed leader's writes are refused and it rejoins as a follower")
+    func deposedLeader() throws {
+        let c = try ScriptedCluster()
+        _ = try c.send(100, to: [0])
+        try c.settle()
+        let out = [1, 2, 3, 4, 5, 100, 101].map { (0, $0) }
+        try c.settle(holding: out + [(1, 0)], until: { c.cluster.nodeByID[NodeID(1)]!.server!.isLeader })
+        let newLeader = c.cluster.nodeByID[NodeID(1)]!.server!
+        #expect(newLeader.isLeader && newLeader.ballots[0] == Ballot(4))
+        let old = c.cluster.nodeByID[NodeID(0)]!.server!
+        // 0 has not heard of ballot 4 yet and proposes the next message as if it still led.
+        _ = try c.send(101, to: [0])
+        c.deliver(101, 0, 1, 2)
+        try c.pump(0)
+        #expect(old.ballots[0] == Ballot(3) && old.stats.proposals > 0)
+        // Its writes reach the followers, which revoked it: refused.
+        try c.settle(holding: [(1, 0)], until: { old.stats.refusedWrites > 0 })
+        #expect(old.stats.refusedWrites > 0, "the deposed leader's writes should have been refused at the followers")
+        #expect(!old.isLeader, "the deposed leader still acts as leader")
+        try c.settle(until: { c.everyoneDelivered })
+        #expect(old.ballots[0] == Ballot(4) && !old.isLeader)
+        #expect(c.everyoneDelivered)
+        #expect(c.check().isClean, "\(c.check())")
+    }
+}

@@ -128,3 +128,33 @@ struct CrashPointTests {
         #expect(c.check().isClean, "\(c.check())")
     }
 }
+
+@Suite("Concurrent would-be leaders")
+struct ConcurrentCandidateTests {
+    /// Leader 0 crashes. Node 1 starts recovery with ballot 4, but its writes to node 2 stall, so
+    /// node 2 gives up on ballot 4 and starts its own with ballot 5 while node 1 is still collecting.
+    /// Both candidates run at once; the higher ballot wins, the checker passes, and everyone left
+    /// delivers everything.
+    @Test("two candidates with different ballots")
+    func twoCandidates() throws {
+        let c = try ScriptedCluster()
+        _ = try c.send(100, to: [0, 1])
+        try c.settle()
+        _ = try c.send(100, to: [0])
+        _ = try c.send(101, to: [0, 1])
+        c.deliver(100, 0, 1, 2)
+        try c.pump(0)
+        c.deliver(0, 1)
+        c.crash(0)
+        let one = c.cluster.nodeByID[NodeID(1)]!.server!
+        let two = c.cluster.nodeByID[NodeID(2)]!.server!
+        // Node 2 hears nothing from node 1 until it has started its own recovery.
+        try c.settle(holding: [(1, 2)], until: { two.ballots[0] == Ballot(5) })
+        #expect(one.ballots[0] >= Ballot(4) && two.ballots[0] == Ballot(5))
+        try c.settle(until: { c.everyoneDelivered })
+        #expect(two.isLeader && !one.isLeader, "ballot 5's candidate should lead")
+        #expect(one.ballots[0] == Ballot(5))
+        #expect(c.everyoneDelivered)
+        #expect(c.check().isClean, "\(c.check())")
+    }
+}

@@ -28,6 +28,7 @@ let package = Package(
         .executable(name: "ramcast-demo", targets: ["ramcast-demo"]),
         .executable(name: "ramcast-check", targets: ["ramcast-check"]),
         .executable(name: "ramcast-sim", targets: ["ramcast-sim"]),
+        .executable(name: "ramcast-node", targets: ["ramcast-node"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -92,6 +93,14 @@ let package = Package(
             dependencies: ["RamCastChecker", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "RamCastCheckerTests", dependencies: ["RamCastChecker"]),
+        .executableTarget(
+            name: "ramcast-node",
+            dependencies: [
+                "RamCast", "RamCastProtocol", "RamCastFabric", "RamCastRDMA",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "ramcast-sim",
             dependencies: [

@@ -11,14 +11,17 @@
 # With --cluster N, it also runs a whole RamCast cluster over the device (2 groups × 3 processes and
 # 2 senders, N messages mixing one- and two-group destinations, delivery logs written) and checks the
 # logs with ramcast-check.
-#   usage: Scripts/rdma-tests.sh [--bin PATH] [--bin-dir DIR] [--no-vm] [--cluster MESSAGES]
+# With --failover N, it also runs Scripts/failover-rxe.sh: the cluster as separate OS processes,
+# N messages per sender, group 0's leader killed with kill -9 mid-stream, logs checked, failover
+# time printed.
+#   usage: Scripts/rdma-tests.sh [--bin PATH] [--bin-dir DIR] [--no-vm] [--cluster MESSAGES] [--failover MESSAGES]
 set -uo pipefail
 here=$(dirname "$(realpath "$0")"); root=$(dirname "$here")
 bin=$root/.build/debug/swift-ramcastPackageTests.xctest; bindir=$root/.build/debug
-novm=0; cluster=0; invm=0
+novm=0; cluster=0; invm=0; failover=0
 while (( $# )); do case $1 in
   --bin) bin=$2; shift 2 ;; --bin-dir) bindir=$2; shift 2 ;; --no-vm) novm=1; shift ;;
-  --cluster) cluster=$2; shift 2 ;; --in-vm) invm=1; shift ;;
+  --cluster) cluster=$2; shift 2 ;; --failover) failover=$2; shift 2 ;; --in-vm) invm=1; shift ;;
   *) echo "rdma-tests: unknown argument $1" >&2; exit 2 ;; esac; done
 [[ -x $bin ]] || { echo "rdma-tests: no test binary at $bin; run 'swift build --build-tests' first" >&2; exit 2; }
 
@@ -47,7 +50,7 @@ if [[ -z $dev ]]; then
   echo "rdma-tests: no RDMA device on this host (and rdma_rxe cannot be loaded): running in a soft-RoCE VM"
   "$here/setup.sh" --vm || exit 1
   start=$(date +%s)
-  args=(--in-vm --bin "$bin" --bin-dir "$bindir" --cluster "$cluster")
+  args=(--in-vm --bin "$bin" --bin-dir "$bindir" --cluster "$cluster" --failover "$failover")
   (cd "$root" && "$here/rxe-vm.sh" bash "$here/rdma-tests.sh" "${args[@]}"); rc=$?
   echo "rdma-tests: VM part took $(( $(date +%s) - start )) s wall (boot included)"
   exit $rc
@@ -81,5 +84,11 @@ if (( cluster > 0 )); then
   (( PIPESTATUS[0] == 0 )) || { echo "rdma-tests: the cluster run failed" >&2; exit 1; }
   echo "rdma-tests: cluster run took $(( $(date +%s) - start )) s; checking its delivery logs"
   "$bindir/ramcast-check" "$logs" || { echo "rdma-tests: ramcast-check found violations in $logs" >&2; exit 1; }
+fi
+if (( failover > 0 )); then
+  echo "rdma-tests: failover over $dev: 2 groups × 3 and 2 senders as OS processes, kill -9 of group 0's leader"
+  start=$(date +%s)
+  (cd "$root" && "$here/failover-rxe.sh" "$bindir" "$failover") || { echo "rdma-tests: the failover run failed" >&2; exit 1; }
+  echo "rdma-tests: failover run took $(( $(date +%s) - start )) s"
 fi
 exit 0

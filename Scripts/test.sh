@@ -9,7 +9,7 @@ t0=$(date +%s)
 echo "== build"
 swift build --build-tests 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Write|Linking)' ; (( PIPESTATUS[0] == 0 )) || { echo "test: build failed" >&2; exit 1; }
 # Release builds of the tools: the seed exploration and the rxe cluster run are CPU-bound.
-for product in ramcast-sim ramcast-demo ramcast-check; do
+for product in ramcast-sim ramcast-demo ramcast-check ramcast-node; do
   swift build -c release --product "$product" 2>&1 | grep -E 'error|warning: unre' ; (( PIPESTATUS[0] == 0 )) || { echo "test: release build of $product failed" >&2; exit 1; }
 done
 echo "== host tests (in-process fabric, simulation, checker; RDMA tests skip here without a device)"
@@ -23,7 +23,7 @@ echo "== randomized simulation: seeded schedules for ${explore} s, then crash sc
 .build/release/ramcast-sim --from 1000000 --seconds "$explore" --crashes; (( sim |= $? ))
 t3=$(date +%s)
 echo "== RDMA tests"
-"$here/rdma-tests.sh" --bin-dir .build/release --cluster "${RAMCAST_RXE_MESSAGES:-10000}"; rdma=$?
+"$here/rdma-tests.sh" --bin-dir .build/release --cluster "${RAMCAST_RXE_MESSAGES:-10000}" --failover "${RAMCAST_FAILOVER_MESSAGES:-1000}"; rdma=$?
 t4=$(date +%s)
 echo "== summary"
 echo "host tests: $( ((host == 0)) && echo passed || echo FAILED ) in $((t2 - t1)) s"

@@ -15,6 +15,7 @@ import RamCastProtocol
 ///   "ring": { "slots": 16, "slotSize": 512 },
 ///   "inlineThreshold": 64,
 ///   "signalInterval": 8,
+///   "failureDetection": { "heartbeatMicros": 1000, "timeoutMillis": 100 },
 ///   "rdma": { "device": "mlx5_0", "port": 1, "gidIndex": 3 }
 /// }
 /// ```
@@ -38,6 +39,9 @@ public struct ClusterConfiguration: Sendable, Hashable {
     public var inlineThreshold: Int = 64
     public var signalInterval: Int = 8
     public var maxDestinations: Int?
+    /// Leader heartbeat period and the silence after which a leader is replaced, in nanoseconds.
+    public var heartbeatInterval: UInt64 = 1_000_000
+    public var failureTimeout: UInt64 = 100_000_000
     public var rdmaDevice: String?
     public var rdmaPort: Int = 1
     public var gidIndex: Int?
@@ -49,9 +53,12 @@ public struct ClusterConfiguration: Sendable, Hashable {
 
     /// The protocol's view of this configuration.
     public var protocolConfig: ProtocolConfig {
-        ProtocolConfig(groups: groups.map { $0.map(\.id) }, senders: senders.map(\.id), slotsPerRing: slotsPerRing,
-                       slotSize: slotSize, inlineThreshold: inlineThreshold, signalInterval: signalInterval,
-                       maxDestinations: maxDestinations)
+        var c = ProtocolConfig(groups: groups.map { $0.map(\.id) }, senders: senders.map(\.id), slotsPerRing: slotsPerRing,
+                               slotSize: slotSize, inlineThreshold: inlineThreshold, signalInterval: signalInterval,
+                               maxDestinations: maxDestinations)
+        c.heartbeatInterval = heartbeatInterval
+        c.failureTimeout = failureTimeout
+        return c
     }
 
     public var allProcesses: [Process] { groups.flatMap { $0 } + senders }

@@ -10,6 +10,7 @@ extension ClusterConfiguration {
         ("RAMCAST_INLINE_THRESHOLD", "inlineThreshold"),
         ("RAMCAST_SIGNAL_INTERVAL", "signalInterval"),
         ("RAMCAST_MAX_DESTINATIONS", "maxDestinations"),
+        ("RAMCAST_FAILURE_TIMEOUT_MS", "failureDetection.timeoutMillis"),
         ("RAMCAST_RDMA_DEVICE", "rdma.device"),
         ("RAMCAST_RDMA_PORT", "rdma.port"),
         ("RAMCAST_GID_INDEX", "rdma.gidIndex"),
@@ -40,7 +41,8 @@ extension ClusterConfiguration {
         }
         let r = Reader(source: source)
         guard let top = root as? [String: Any] else { throw r.error("(top level)", "expected a JSON object") }
-        let known: Set<String> = ["groups", "senders", "ring", "inlineThreshold", "signalInterval", "maxDestinations", "rdma"]
+        let known: Set<String> = ["groups", "senders", "ring", "inlineThreshold", "signalInterval", "maxDestinations",
+                                  "failureDetection", "rdma"]
         for key in top.keys where !known.contains(key) {
             throw r.error(key, "unknown key (expected one of: \(known.sorted().joined(separator: ", ")))")
         }
@@ -66,6 +68,11 @@ extension ClusterConfiguration {
         if let v = top["inlineThreshold"] { config.inlineThreshold = try r.int(v, key: "inlineThreshold") }
         if let v = top["signalInterval"] { config.signalInterval = try r.int(v, key: "signalInterval") }
         if let v = top["maxDestinations"] { config.maxDestinations = try r.int(v, key: "maxDestinations") }
+        if let fd = top["failureDetection"] {
+            guard let fd = fd as? [String: Any] else { throw r.error("failureDetection", "expected an object") }
+            if let v = fd["heartbeatMicros"] { config.heartbeatInterval = UInt64(max(0, try r.int(v, key: "failureDetection.heartbeatMicros"))) * 1_000 }
+            if let v = fd["timeoutMillis"] { config.failureTimeout = UInt64(max(0, try r.int(v, key: "failureDetection.timeoutMillis"))) * 1_000_000 }
+        }
         if let rdma = top["rdma"] {
             guard let rdma = rdma as? [String: Any] else { throw r.error("rdma", "expected an object") }
             if let v = rdma["device"] {
@@ -95,6 +102,8 @@ extension ClusterConfiguration {
         case "inlineThreshold": inlineThreshold = try int()
         case "signalInterval": signalInterval = try int()
         case "maxDestinations": maxDestinations = try int()
+        case "failureDetection.heartbeatMicros": heartbeatInterval = UInt64(max(0, try int())) * 1_000
+        case "failureDetection.timeoutMillis": failureTimeout = UInt64(max(0, try int())) * 1_000_000
         case "rdma.device": rdmaDevice = value
         case "rdma.port": rdmaPort = try int()
         case "rdma.gidIndex": gidIndex = try int()
@@ -128,7 +137,10 @@ extension ClusterConfiguration {
         do {
             try protocolConfig.validate()
         } catch {
-            let key: String = switch error { case .invalid(let k, _): k == "slotsPerRing" ? "ring.slots" : (k == "slotSize" ? "ring.slotSize" : k) }
+            let key: String = switch error {
+            case .invalid(let k, _):
+                ["slotsPerRing": "ring.slots", "slotSize": "ring.slotSize", "failureTimeout": "failureDetection.timeoutMillis"][k] ?? k
+            }
             let reason: String = switch error { case .invalid(_, let why): why }
             throw ConfigurationError(source: source, key: key, reason: reason)
         }

@@ -165,7 +165,16 @@ public final class RamCastRuntime: @unchecked Sendable {
         var inPlace: [Waiter] = []         // waiting for step 1
         var delivery: [Waiter] = []        // waiting for delivery
         var idle = 0
+        // Leadership changes of local processes, logged with wall-clock times (failover figures).
+        var leading = Dictionary(uniqueKeysWithValues: cluster.servers.map { ($0.id, $0.server!.isLeader) })
+        var firstDeliveryPending: Set<NodeID> = []
+        let log = logger
         let deliver: (borrowing Delivery) -> Void = { [onDelivery, logWriter, streamContinuation] d in
+            if firstDeliveryPending.contains(d.process) {
+                firstDeliveryPending.remove(d.process)
+                log.notice("first delivery under the new leader", metadata: [
+                    "process": "\(d.process.rawValue)", "message": "\(d.id)", "unix_ns": "\(Self.unixNanoseconds())"])
+            }
             onDelivery?(d)
             logWriter?.delivered(d)
             if let streamContinuation {
@@ -197,6 +206,18 @@ public final class RamCastRuntime: @unchecked Sendable {
                 logWriter?.multicast(id, destinations: r.destinations)
                 inPlace.append(Waiter(id: id, request: r))
                 progress = true
+            }
+            for node in cluster.servers {
+                let engine = node.server!
+                if engine.isLeader != leading[node.id] {
+                    leading[node.id] = engine.isLeader
+                    if engine.isLeader {
+                        firstDeliveryPending.insert(node.id)
+                        log.notice("now leading", metadata: [
+                            "process": "\(node.id.rawValue)", "group": "\(engine.group.rawValue)",
+                            "ballot": "\(engine.ballots[Int(engine.group.rawValue)].rawValue)", "unix_ns": "\(Self.unixNanoseconds())"])
+                    }
+                }
             }
             for node in cluster.senders { node.flushForWaiters = !inPlace.isEmpty }
             do {
@@ -232,6 +253,12 @@ public final class RamCastRuntime: @unchecked Sendable {
         for r in queue { r.continuation.resume(throwing: RamCastError.notRunning) }
         for w in inPlace + delivery { w.request.continuation.resume(throwing: RamCastError.notRunning) }
         stopped.signal()
+    }
+
+    static func unixNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     private func isDelivered(_ w: Waiter) -> Bool {

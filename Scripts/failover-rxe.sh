@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# failover-rxe.sh - a RamCast cluster as separate OS processes over an RDMA device (2 groups × 3
+# members, 2 senders streaming multicasts), with group 0's leader killed by `kill -9` mid-stream.
+# The survivors elect a new leader, sending resumes, and ramcast-check must pass on every delivery
+# log (the killed process's included). Prints the failover time: from the kill to the first
+# delivery under the new leader.
+# Runs where the device is (inside Scripts/rxe-vm.sh on a host without RDMA):
+#   usage: Scripts/failover-rxe.sh BIN_DIR [MESSAGES_PER_SENDER]
+set -uo pipefail
+bin=${1:?usage: failover-rxe.sh BIN_DIR [MESSAGES]}; messages=${2:-2000}
+ip=${RAMCAST_RDMA_ADDRESS:-${RXE_VM_IP:-}}; dev=${RAMCAST_RDMA_DEVICE:-rxe0}
+[[ -n $ip ]] || { echo "failover: set RAMCAST_RDMA_ADDRESS (the device's IP)" >&2; exit 2; }
+dir=$(pwd)/.build/failover-logs; rm -rf "$dir"; mkdir -p "$dir"
+ulimit -l unlimited 2>/dev/null || true
+member() { echo "{ \"id\": $1, \"address\": \"$ip:$((19000 + $1))\" }"; }
+cat >"$dir/cluster-config.json" <<JSON
+{
+  "groups": [ { "members": [ $(member 0), $(member 1), $(member 2) ] },
+              { "members": [ $(member 3), $(member 4), $(member 5) ] } ],
+  "senders": [ $(member 100), $(member 101) ],
+  "ring": { "slots": 16, "slotSize": 256 },
+  "failureDetection": { "heartbeatMicros": 20000, "timeoutMillis": 1500 },
+  "rdma": { "device": "$dev" }
+}
+JSON
+declare -A pid
+for id in 0 1 2 3 4 5; do
+  "$bin/ramcast-node" --config "$dir/cluster-config.json" --id $id --delivery-log "$dir" --failure-timeout-ms 1500 \
+    >"$dir/node-$id.log" 2>&1 & pid[$id]=$!
+done
+for id in 100 101; do
+  "$bin/ramcast-node" --config "$dir/cluster-config.json" --id $id --delivery-log "$dir" --messages "$messages" \
+    >"$dir/node-$id.log" 2>&1 & pid[$id]=$!
+done
+lines() { wc -l <"$dir/deliveries-0.jsonl" 2>/dev/null || echo 0; }
+t0=$(date +%s)
+until (( $(lines) >= messages / 3 )); do
+  sleep 0.2
+  (( $(date +%s) - t0 > 300 )) && { echo "failover: the cluster made no progress before the kill" >&2; tail -5 "$dir"/node-*.log; exit 1; }
+done
+kill_ns=$(date +%s%N); kill -9 "${pid[0]}"
+echo "failover: killed process 0 (group 0's leader) after $(lines) deliveries there"
+ok=1
+for id in 100 101; do
+  if ! timeout 600 tail --pid="${pid[$id]}" -f /dev/null; then ok=0; fi
+  wait "${pid[$id]}" || { echo "failover: sender $id failed:" >&2; tail -5 "$dir/node-$id.log" >&2; ok=0; }
+done
+touch "$dir/STOP"
+for id in 1 2 3 4 5; do wait "${pid[$id]}" || { echo "failover: process $id failed" >&2; tail -5 "$dir/node-$id.log" >&2; ok=0; }; done
+# The killed process's log counts for uniform agreement; tell the checker it crashed.
+sed -i 's/"crashed":\[[0-9,]*\]/"crashed":[0]/' "$dir/cluster.json"
+lead=$(grep -h '"now leading"\|now leading' "$dir/node-1.log" | grep -o 'unix_ns=[0-9]*' | head -1 | cut -d= -f2)
+first=$(grep -h 'first delivery under the new leader' "$dir/node-1.log" | grep -o 'unix_ns=[0-9]*' | head -1 | cut -d= -f2)
+if [[ -n $first ]]; then
+  echo "failover: process 1 led group 0 $(( (lead - kill_ns) / 1000000 )) ms after the kill; first delivery under it after $(( (first - kill_ns) / 1000000 )) ms"
+  echo "failover_ms=$(( (first - kill_ns) / 1000000 ))"
+else
+  echo "failover: no delivery under a new leader was logged" >&2; ok=0
+fi
+"$bin/ramcast-check" "$dir" || ok=0
+(( ok ))

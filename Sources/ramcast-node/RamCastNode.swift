@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RamCast
+import RamCastFabric
+import RamCastProtocol
+import RamCastRDMA
+
+/// One process of a RamCast cluster over RDMA, from a shared cluster file: the multi-process
+/// deployment, and what the failover test kills. Group members run until `STOP` appears in the
+/// delivery-log directory (or `--duration` passes); a sender multicasts `--messages` messages,
+/// mixing one- and two-group destinations, then waits until every live destination delivered them.
+@main
+struct RamCastNode: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ramcast-node",
+        abstract: "Run one RamCast process (group member or sender) over RDMA from a cluster file.")
+
+    @Option(help: "The cluster file (JSON).")
+    var config: String
+    @Option(help: "This process's id in the cluster file.")
+    var id: UInt32
+    @Option(help: "Directory for delivery logs (one JSON line per delivery / multicast).")
+    var deliveryLog: String
+    @Option(help: "Sender: messages to multicast.")
+    var messages: Int = 1000
+    @Option(help: "Group member: give up after this many seconds.")
+    var duration: Double = 600
+    @Option(help: "Failure timeout in milliseconds (a leader silent for this long is replaced).")
+    var failureTimeoutMs: UInt64 = 1000
+
+    mutating func run() async throws {
+        var logger = Logger(label: "ramcast.node.\(id)")
+        logger.logLevel = .info
+        var cluster = try ClusterConfiguration.load(path: config)
+        cluster.failureTimeout = failureTimeoutMs * 1_000_000
+        let me = NodeID(id)
+        guard cluster.allProcesses.contains(where: { $0.id == me }) else {
+            throw ValidationError("process \(id) is not in \(config)")
+        }
+        let directory = Dictionary(uniqueKeysWithValues: cluster.allProcesses.map { ($0.id, RDMAAddress(host: $0.host, port: $0.port)) })
+        let rdma = RDMAConfiguration(device: cluster.rdmaDevice, directory: directory, sendQueueDepth: 128,
+                                     maxConnections: cluster.allProcesses.count + 4, connectTimeout: .seconds(20))
+        let log = logger
+        let runtime = try RamCastRuntime(configuration: cluster, local: [me], logger: logger, deliveryLogDirectory: deliveryLog,
+                                         connectTimeout: .seconds(60)) { id in
+            try RDMAEndpoint(node: id, configuration: rdma, logger: log)
+        }
+        runtime.start()
+        let isSender = cluster.senders.contains { $0.id == me }
+        if isSender {
+            let groups = cluster.groups.count
+            var last: MessageID?
+            for i in 0..<messages {
+                var dst = [GroupID(UInt8(i % groups))]
+                if groups > 1, i % 3 == 0 { dst.append(GroupID(UInt8((i + 1) % groups))) }
+                let payload = Array("message \(i) from \(id)".utf8)
+                last = try await runtime.multicast(payload, to: dst)
+                if i % 500 == 0 { logger.info("multicast \(i) of \(messages)") }
+            }
+            if let last { _ = last }
+            // Wait until everything sent is delivered everywhere that is still alive.
+            _ = try await runtime.multicast(Array("last from \(id)".utf8), to: (0..<groups).map { GroupID(UInt8($0)) },
+                                            waitFor: .deliveredEverywhere)
+            logger.info("sender \(id) done: \(messages + 1) multicasts delivered")
+        } else {
+            let stop = deliveryLog + "/STOP"
+            let start = Date()
+            while !FileManager.default.fileExists(atPath: stop), Date().timeIntervalSince(start) < duration {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        runtime.shutdown()
+    }
+}

@@ -158,3 +158,26 @@ struct ConcurrentCandidateTests {
         #expect(c.check().isClean, "\(c.check())")
     }
 }
+
+@Suite("Crashed sender (Task 10)")
+struct CrashedSenderTests {
+    /// The sender crashes after writing m's body to the two leaders only. Destinations that hold m
+    /// relay it to the others, so every destination delivers m (uniform agreement), and the checker
+    /// passes with the sender recorded as crashed.
+    @Test("a message written to some destinations only is relayed to all of them")
+    func partialFanOut() throws {
+        let c = try ScriptedCluster()
+        _ = try c.send(100, to: [0, 1])
+        try c.settle()
+        let m = try c.send(100, to: [0, 1])
+        c.deliver(100, 0, 3)
+        c.crash(100)
+        try c.settle(until: { [1, 2, 4, 5].allSatisfy { c.delivered[NodeID($0), default: []].contains(m) } })
+        for p in [0, 1, 2, 3, 4, 5] {
+            #expect(c.delivered[NodeID(UInt32(p)), default: []].contains(m), "process \(p) did not deliver \(m)")
+        }
+        let relays = [0, 3].map { c.cluster.nodeByID[NodeID(UInt32($0))]!.server!.stats.relays }.reduce(0, +)
+        #expect(relays > 0, "the holders should have relayed m")
+        #expect(c.check().isClean, "\(c.check())")
+    }
+}

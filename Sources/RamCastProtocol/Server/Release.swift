@@ -31,11 +31,10 @@ extension ServerEngine {
 
     private func clear(_ index: Int, base: UnsafeMutableRawPointer) {
         freed[index] = true
-        // Clear the ack area and the header (id last, with release ordering) before the sender can
-        // learn the slot is free: stale acks must not meet the next message's timestamps unchecked.
+        // Clear the ack area, so no ack of this message meets the next one in the slot unchecked.
+        // The body stays: a relay may still need it if its sender crashes (Task 10); the slot's next
+        // message overwrites it, and `lastSequence` keeps the old one from being taken twice.
         (base + layout.ackOffset).initializeMemory(as: UInt8.self, repeating: 0, count: layout.ackAreaSize)
-        (base + 8).initializeMemory(as: UInt8.self, repeating: 0, count: layout.headerSize - 8)
-        RemoteMemory.storeReleasing(0, at: base)
         let sender = index / layout.slots
         while released[sender] < expected[sender] {
             let i = sender * layout.slots + released[sender] % layout.slots

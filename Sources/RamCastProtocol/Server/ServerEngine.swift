@@ -103,6 +103,9 @@ public final class ServerEngine {
     /// Values accepted for messages (per table index) learned from the log or from a superseded
     /// recovery, kept across log resets and reported in every later 1B.
     var acceptedElsewhere: [Int: (id: MessageID, ts: Timestamp, tsBallot: Ballot)] = [:]
+    /// Senders known to have crashed (by sender index), and per slot the message last relayed for them.
+    var crashedSenders: Set<Int> = []
+    var relayedForCrash: [MessageID]
     /// Relays of a slot's body still in flight, as (outbox peer, enqueue counter): the slot is not
     /// cleared and released before they are retired, since the NIC reads their source until then.
     var relaysInFlight: [Int: [(peer: Int, counter: UInt64)]] = [:]
@@ -133,6 +136,8 @@ public final class ServerEngine {
         public var delivered = 0
         public var releases = 0
         public var fastPathOrders = 0
+        /// Bodies of crashed senders' messages relayed to the other destinations (Task 10).
+        public var relays = 0
         /// Writes of this process refused by a revoked permission (it was deposed).
         public var refusedWrites = 0
     }
@@ -180,6 +185,7 @@ public final class ServerEngine {
         freed = Array(repeating: false, count: entries)
         releasePending = Array(repeating: false, count: senders)
         delivered = Array(repeating: false, count: entries)
+        relayedForCrash = Array(repeating: MessageID(rawValue: 0), count: entries)
         lastSequence = Array(repeating: 0, count: senders)
         accepted1A = ballots.map(\.rawValue)
         changed = Array(repeating: false, count: groups)
@@ -203,6 +209,7 @@ public final class ServerEngine {
         var progress = process1A()
         if recovery != nil { progress = collect1B() || progress }
         progress = detectFailures() || progress
+        relayCrashedSenders()
         progress = receiveBodies() || progress
         progress = processLogs() || progress
         progress = detectOrdered() || progress

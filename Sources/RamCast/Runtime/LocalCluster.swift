@@ -44,6 +44,7 @@ public final class LocalCluster {
         // Acceptors learn their side of each connection from `.accepted` events.
         while !nodes.allSatisfy({ n in n.peers.allSatisfy { n.driver.isConnected(to: $0) } }) {
             for n in nodes { n.driver.pollEvents() }
+            usleep(1000)   // accepts come from other threads or processes: don't starve them
             if clock.now > deadline {
                 let missing = nodes.flatMap { n in n.peers.filter { !n.driver.isConnected(to: $0) }.map { "\(n.id)→\($0)" } }
                 throw FabricError.timedOut(operation: "waiting for connections \(missing.prefix(8).joined(separator: ", "))",

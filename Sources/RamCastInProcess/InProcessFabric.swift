@@ -75,8 +75,8 @@ public final class InProcessFabric {
         // Pick uniformly among the directions that have work, without allocating.
         var busy = 0
         for case let link? in links where link.isOpen {
-            if !link.directions.0.queue.isEmpty { busy += 1 }
-            if !link.directions.1.queue.isEmpty { busy += 1 }
+            if !link.directions.0.isEmpty { busy += 1 }
+            if !link.directions.1.isEmpty { busy += 1 }
         }
         guard busy > 0 else { return false }
         for attempt in 0..<4 {
@@ -95,11 +95,11 @@ public final class InProcessFabric {
     private func pick(_ k: Int) -> (Link, Int)? {
         var k = k
         for case let link? in links where link.isOpen {
-            if !link.directions.0.queue.isEmpty {
+            if !link.directions.0.isEmpty {
                 if k == 0 { return (link, 0) }
                 k -= 1
             }
-            if !link.directions.1.queue.isEmpty {
+            if !link.directions.1.isEmpty {
                 if k == 0 { return (link, 1) }
                 k -= 1
             }

@@ -39,7 +39,6 @@ final class Direction {
 
     deinit { inlineArena.deallocate() }
 
-    var queue: Direction { self }
     var isEmpty: Bool { count == 0 }
     var outstanding: Int { Int(posted &- retired) }
 }

@@ -72,7 +72,7 @@ extension ServerEngine {
                 // hold a newer message at another destination, which a relay would overwrite.
                 guard present[index], relayedForCrash[index] != ids[index] else { continue }
                 let offset = layout.slotOffset(sender: s, slot: slot)
-                let length = layout.headerSize + Int(UInt32(littleEndian: (ring + offset).load(fromByteOffset: 8, as: UInt32.self))) + 4
+                let length = MessageSlot.bodyLength(ring + offset, layout: layout)
                 var targets: [(peer: Int, offset: Int)] = []
                 for j in 0..<Int(dstCount[index]) {
                     let target = layout.slotOffset(sender: s, slot: Int(slotNumbers[index * maxDst + j]))

@@ -132,7 +132,7 @@ extension ServerEngine {
             let sender = index / layout.slots
             let slot = index % layout.slots
             let base = ring + layout.slotOffset(sender: sender, slot: slot)
-            let length = Int(UInt32(littleEndian: base.load(fromByteOffset: 8, as: UInt32.self)))
+            let length = MessageSlot.payloadLength(base)
             deliver(Delivery(id: ids[index], finalTimestamp: Timestamp(rawValue: top.ts),
                              payload: MessageSlot.payload(base, layout: layout, length: length),
                              process: me, group: group, slot: base, destinationCount: Int(dstCount[index])))

@@ -170,9 +170,8 @@ extension ServerEngine {
         let p = peer(server: candidate)
         for i in held where present[i] {
             let offset = layout.slotOffset(sender: i / layout.slots, slot: i % layout.slots)
-            let length = Int(UInt32(littleEndian: (ring + offset).load(fromByteOffset: 8, as: UInt32.self)))
             let counter = outbox.enqueue(p, region: Layout.ringRegion, offset: offset, source: ring + offset,
-                                         length: layout.headerSize + length + 4, signal: true)
+                                         length: MessageSlot.bodyLength(ring + offset, layout: layout), signal: true)
             relaysInFlight[i, default: []].append((p, counter))
         }
     }

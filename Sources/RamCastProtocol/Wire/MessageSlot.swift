@@ -57,6 +57,18 @@ public enum MessageSlot {
         return Header(id: MessageID(rawValue: UInt64(littleEndian: raw)), length: length, destinationCount: count)
     }
 
+    /// The payload length recorded in the header of the message held at `slot`.
+    @inlinable
+    public static func payloadLength(_ slot: UnsafeRawPointer) -> Int {
+        Int(UInt32(littleEndian: slot.load(fromByteOffset: 8, as: UInt32.self)))
+    }
+
+    /// Bytes of the body (header, payload, checksum) of the message held at `slot`: what a relay copies.
+    @inlinable
+    public static func bodyLength(_ slot: UnsafeRawPointer, layout: Layout) -> Int {
+        layout.headerSize + payloadLength(slot) + 4
+    }
+
     @inlinable
     public static func destination(_ slot: UnsafeRawPointer, _ i: Int) -> GroupID {
         GroupID(slot.load(fromByteOffset: 16 + i, as: UInt8.self))

@@ -79,7 +79,7 @@ struct CrashPointTests {
     /// follower's log, landed, and goes into its 1B.
     @Test("a fast-path decision survives its leader's crash")
     func fastPathSurvives() throws {
-        let c = try ScriptedCluster()
+        let c = try ScriptedCluster(fastPath: true)
         for _ in 0..<3 { _ = try c.send(100, to: [0]) }
         // Group 1's clocks run ahead: a recovery that forgot the decided timestamp would pick a
         // fresh, larger one (it bumps its clock past a quorum of every group).
@@ -178,6 +178,47 @@ struct CrashedSenderTests {
         }
         let relays = [0, 3].map { c.cluster.nodeByID[NodeID(UInt32($0))]!.server!.stats.relays }.reduce(0, +)
         #expect(relays > 0, "the holders should have relayed m")
+        #expect(c.check().isClean, "\(c.check())")
+    }
+
+    /// The body reaches the leader and one follower of group 0, which deliver m before anyone
+    /// suspects the sender; the third member never got it. Once the sender's crash is known, that
+    /// member asks for what it lacks and a holder relays the delivered message (uniform agreement).
+    @Test("a message its holders already delivered still reaches the member that lacked it")
+    func deliveredBeforeSuspicion() throws {
+        let c = try ScriptedCluster()
+        _ = try c.send(100, to: [0])
+        try c.settle()
+        let m = try c.send(100, to: [0])
+        c.deliver(100, 0, 1)
+        try c.settle(holding: [(100, 2)], until: { [0, 1].allSatisfy { c.delivered[NodeID($0), default: []].contains(m) } })
+        #expect(c.delivered[NodeID(2), default: []].contains(m) == false, "member 2 cannot have m yet")
+        c.crash(100)
+        try c.settle(until: { c.delivered[NodeID(2), default: []].contains(m) })
+        #expect(c.delivered[NodeID(2), default: []].contains(m), "member 2 never got m")
+        let relays = [0, 1].map { c.cluster.nodeByID[NodeID(UInt32($0))]!.server!.stats.relays }.reduce(0, +)
+        #expect(relays > 0, "a holder should have relayed m")
+        #expect(c.check().isClean, "\(c.check())")
+    }
+
+    /// m1 (to group 0) reached nobody; m2 (to both groups, next in the sender's stream) reached group
+    /// 1 only. Group 0's rings wait at m1's slot, which nobody can fill, while group 1 orders m2 and
+    /// needs group 0's timestamp. With the sender known to have crashed, group 0 takes m2 out of slot
+    /// order from a relay, so both groups deliver m2.
+    @Test("a message lost everywhere does not block the crashed sender's later ones")
+    func lostMessageDoesNotBlock() throws {
+        let c = try ScriptedCluster()
+        _ = try c.send(100, to: [0, 1])
+        try c.settle()
+        let m1 = try c.send(100, to: [0])
+        let m2 = try c.send(100, to: [0, 1])
+        c.deliver(100, 3, 4, 5)
+        c.crash(100)
+        try c.settle(until: { (0...5).allSatisfy { c.delivered[NodeID(UInt32($0)), default: []].contains(m2) } })
+        for p in 0...5 {
+            #expect(c.delivered[NodeID(UInt32(p)), default: []].contains(m2), "process \(p) did not deliver \(m2)")
+            #expect(!c.delivered[NodeID(UInt32(p)), default: []].contains(m1), "nobody holds \(m1), nobody may deliver it")
+        }
         #expect(c.check().isClean, "\(c.check())")
     }
 }

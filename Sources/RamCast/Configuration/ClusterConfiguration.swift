@@ -15,6 +15,7 @@ import RamCastProtocol
 ///   "ring": { "slots": 16, "slotSize": 512 },
 ///   "inlineThreshold": 64,
 ///   "signalInterval": 8,
+///   "singleGroupFastPath": false,
 ///   "failureDetection": { "heartbeatMicros": 1000, "timeoutMillis": 100 },
 ///   "rdma": { "device": "mlx5_0", "port": 1, "gidIndex": 3 }
 /// }
@@ -39,6 +40,9 @@ public struct ClusterConfiguration: Sendable, Hashable {
     public var inlineThreshold: Int = 64
     public var signalInterval: Int = 8
     public var maxDestinations: Int?
+    /// See ``ProtocolConfig/singleGroupFastPath``: faster single-group delivery at leaders, with
+    /// agreement no longer uniform if a sender and a leader crash together.
+    public var singleGroupFastPath = false
     /// Leader heartbeat period and the silence after which a leader is replaced, in nanoseconds.
     public var heartbeatInterval: UInt64 = 1_000_000
     public var failureTimeout: UInt64 = 100_000_000
@@ -58,6 +62,7 @@ public struct ClusterConfiguration: Sendable, Hashable {
                                maxDestinations: maxDestinations)
         c.heartbeatInterval = heartbeatInterval
         c.failureTimeout = failureTimeout
+        c.singleGroupFastPath = singleGroupFastPath
         return c
     }
 

@@ -42,7 +42,7 @@ extension ClusterConfiguration {
         let r = Reader(source: source)
         guard let top = root as? [String: Any] else { throw r.error("(top level)", "expected a JSON object") }
         let known: Set<String> = ["groups", "senders", "ring", "inlineThreshold", "signalInterval", "maxDestinations",
-                                  "failureDetection", "rdma"]
+                                  "singleGroupFastPath", "failureDetection", "rdma"]
         for key in top.keys where !known.contains(key) {
             throw r.error(key, "unknown key (expected one of: \(known.sorted().joined(separator: ", ")))")
         }
@@ -68,6 +68,10 @@ extension ClusterConfiguration {
         if let v = top["inlineThreshold"] { config.inlineThreshold = try r.int(v, key: "inlineThreshold") }
         if let v = top["signalInterval"] { config.signalInterval = try r.int(v, key: "signalInterval") }
         if let v = top["maxDestinations"] { config.maxDestinations = try r.int(v, key: "maxDestinations") }
+        if let v = top["singleGroupFastPath"] {
+            guard let b = v as? Bool else { throw r.error("singleGroupFastPath", "expected true or false") }
+            config.singleGroupFastPath = b
+        }
         if let fd = top["failureDetection"] {
             guard let fd = fd as? [String: Any] else { throw r.error("failureDetection", "expected an object") }
             if let v = fd["heartbeatMicros"] { config.heartbeatInterval = UInt64(max(0, try r.int(v, key: "failureDetection.heartbeatMicros"))) * 1_000 }
@@ -102,6 +106,9 @@ extension ClusterConfiguration {
         case "inlineThreshold": inlineThreshold = try int()
         case "signalInterval": signalInterval = try int()
         case "maxDestinations": maxDestinations = try int()
+        case "singleGroupFastPath":
+            guard let b = Bool(value) else { throw ConfigurationError(source: source, key: key, reason: "expected true or false, got '\(value)'") }
+            singleGroupFastPath = b
         case "failureDetection.heartbeatMicros": heartbeatInterval = UInt64(max(0, try int())) * 1_000
         case "failureDetection.timeoutMillis": failureTimeout = UInt64(max(0, try int())) * 1_000_000
         case "rdma.device": rdmaDevice = value

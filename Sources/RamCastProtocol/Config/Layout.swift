@@ -85,7 +85,7 @@ public struct Layout: Sendable, Hashable {
 
     // MARK: group-member regions
 
-    public var ringRegionSize: Int { controlOffset + groupCount * 16 + servers.count * phase1bMailboxSize }
+    public var ringRegionSize: Int { relayRequestsOffset + config.senders.count * servers.count * slots * 8 }
     /// A scratch word after the rings: the target of flush writes, read by nobody.
     public var flushOffset: Int { config.senders.count * slots * slotSize }
 
@@ -103,6 +103,13 @@ public struct Layout: Sendable, Hashable {
     public var phase1bMailboxSize: Int { config.senders.count * slots * Layout.recoveryEntrySize + 24 }
     /// The phase-1B mailbox, at a candidate, for the reply of `server`.
     @inlinable public func phase1bOffset(server: Int) -> Int { controlOffset + groupCount * 16 + server * phase1bMailboxSize }
+    /// Relay requests for crashed senders (Task 10): at every group member, one cell per (sender,
+    /// requesting member, slot), where the requester says which message it last took in that slot of
+    /// the sender's ring: its sequence number + 1.
+    public var relayRequestsOffset: Int { controlOffset + groupCount * 16 + servers.count * phase1bMailboxSize }
+    @inlinable public func relayRequestOffset(sender: Int, server: Int, slot: Int) -> Int {
+        relayRequestsOffset + ((sender * servers.count + server) * slots + slot) * 8
+    }
     public var logRegionSize: Int { groupCount * logCapacity * Layout.logEntrySize }
 
     @inlinable public func slotOffset(sender: Int, slot: Int) -> Int { (sender * slots + slot) * slotSize }

@@ -53,42 +53,11 @@ extension ServerEngine {
     /// The driver reports that `node` is gone (its connection died and cannot be re-established).
     public func peerCrashed(_ node: NodeID) {
         crashed.insert(node)
-        if let s = layout.senderIndexOf[node] { crashedSenders.insert(s) }
-    }
-
-    /// Task 10: a sender crashed, maybe half way through writing a message to its destinations.
-    /// Every destination that holds one of its messages, not yet delivered, relays the body to every
-    /// other destination process (into the same slot numbers), once per message. A relayed slot stays
-    /// held until the relay is retired, and a receiver ignores a relay of a message it already took
-    /// (sequence numbers). Known gap: if every holder delivered the message before suspecting the
-    /// sender, nobody relays it (see docs/failure-handling.md).
-    func relayCrashedSenders() {
-        guard !crashedSenders.isEmpty else { return }
-        let maxDst = layout.maxDestinations
-        for s in crashedSenders {
-            for slot in 0..<layout.slots {
-                let index = s * layout.slots + slot
-                // Pending messages only: the slot of a message this process delivered may already
-                // hold a newer message at another destination, which a relay would overwrite.
-                guard present[index], relayedForCrash[index] != ids[index] else { continue }
-                let offset = layout.slotOffset(sender: s, slot: slot)
-                let length = MessageSlot.bodyLength(ring + offset, layout: layout)
-                var targets: [(peer: Int, offset: Int)] = []
-                for j in 0..<Int(dstCount[index]) {
-                    let target = layout.slotOffset(sender: s, slot: Int(slotNumbers[index * maxDst + j]))
-                    for q in layout.members(of: dsts[index * maxDst + j]) where q != me && !crashed.contains(q) {
-                        targets.append((peer(server: q), target))
-                    }
-                }
-                guard targets.allSatisfy({ outbox.hasRoom($0.peer) }) else { continue }
-                for t in targets {
-                    let counter = outbox.enqueue(t.peer, region: Layout.ringRegion, offset: t.offset, source: ring + offset,
-                                                 length: length, signal: true)
-                    relaysInFlight[index, default: []].append((t.peer, counter))
-                }
-                relayedForCrash[index] = ids[index]
-                stats.relays += 1
-            }
+        if let s = layout.senderIndexOf[node], !senderCrashed[s] {
+            senderCrashed[s] = true
+            crashedSenders.append(s)
+            crashedSenders.sort()
+            relayPassDue = true
         }
     }
 }

@@ -44,7 +44,7 @@ extension ServerEngine {
                 guard !fixes.contains(.timestampsPresent), acksAlone(index, j, h) else { return nil }
                 continue
             }
-            if count == 1, h == group, isLeader, Int(fastPathAcks[index]) >= layout.f(of: h) {
+            if count == 1, h == group, isLeader, layout.config.singleGroupFastPath, Int(fastPathAcks[index]) >= layout.f(of: h) {
                 stats.fastPathOrders += 1
             } else {
                 guard isDecided(index, j) else { return nil }

@@ -8,6 +8,10 @@ struct Recovery {
     var maxClock: UInt64
     /// Per table index: the message and the timestamp with the highest ballot any reply holds.
     var bag: [Int: (id: MessageID, ts: Timestamp, tsBallot: Ballot)] = [:]
+    /// Per table index: whether some reply came from a member holding the bag message's body. A
+    /// timestamp chosen in this group was acked by f+1 members, which ack only with the body, and any
+    /// quorum meets them: so a value that no replier holds the body of was never chosen.
+    var bodyHeld: [Int: Bool] = [:]
     var finished = false
 }
 
@@ -77,7 +81,7 @@ extension ServerEngine {
         if h == group, let r = recovery {
             // A candidate superseded: what its quorum reported stays reported (values accepted by
             // someone, with their ballots), so a later candidate cannot miss them.
-            landed += r.bag.filter { !$0.value.ts.isNone }.map { ($0.key, $0.value.id, $0.value.ts, $0.value.tsBallot, false) }
+            landed += r.bag.filter { !$0.value.ts.isNone }.sorted { $0.key < $1.key }.map { ($0.key, $0.value.id, $0.value.ts, $0.value.tsBallot, false) }
         }
         if h == group {
             // Keep what the log shows until the messages' slots move on: the log is cleared below.
@@ -104,7 +108,8 @@ extension ServerEngine {
             heartbeatChangedAt = now
             for i in followerReady.indices { followerReady[i] = false }
             if candidate == me {
-                respond(to: &recovery!, from: serverIndex, clock: clock, entries: ownEntries(held) + landed)
+                respond(to: &recovery!, from: serverIndex, clock: clock,
+                        entries: (ownEntries(held) + landed).map { ($0, holds($0.index, $0.id)) })
             } else {
                 relayBodies(held, to: candidate)
                 send1B(to: candidate, h: h, entries: ownEntries(held) + landed)
@@ -121,6 +126,12 @@ extension ServerEngine {
     }
 
     private typealias Entry = (index: Int, id: MessageID, ts: Timestamp, tsBallot: Ballot, delivered: Bool)
+    /// Flags of a phase-1B entry.
+    private enum EntryFlag {
+        static let delivered: UInt8 = 1
+        /// The replier holds the message's body (it took it from its ring).
+        static let bodyHeld: UInt8 = 2
+    }
 
     /// Records a value accepted for a message this process may not hold (yet), kept across log resets.
     private func rememberAccepted(_ e: Entry) {
@@ -136,7 +147,7 @@ extension ServerEngine {
         acceptedElsewhere = acceptedElsewhere.filter { index, v in
             !((present[index] || delivered[index]) && ids[index].sequence > v.id.sequence)
         }
-        return acceptedElsewhere.map { ($0.key, $0.value.id, $0.value.ts, $0.value.tsBallot, false) }
+        return acceptedElsewhere.sorted { $0.key < $1.key }.map { ($0.key, $0.value.id, $0.value.ts, $0.value.tsBallot, false) }
     }
 
     /// Proposals of the current ballot sitting in log[own group] beyond what was applied.
@@ -198,7 +209,9 @@ extension ServerEngine {
             (q + 16).storeBytes(of: e.tsBallot.rawValue.littleEndian, as: UInt32.self)
             (q + 20).storeBytes(of: UInt16(e.index / layout.slots).littleEndian, as: UInt16.self)
             (q + 22).storeBytes(of: UInt16(e.index % layout.slots).littleEndian, as: UInt16.self)
-            (q + 24).storeBytes(of: UInt64(e.delivered ? 1 : 0), as: UInt64.self)
+            let held = (present[e.index] || delivered[e.index]) && ids[e.index] == e.id
+            let flags = (e.delivered ? EntryFlag.delivered : 0) | (held ? EntryFlag.bodyHeld : 0)
+            (q + 24).storeBytes(of: UInt64(flags), as: UInt64.self)
         }
         let header = scratch + layout.phase1bMailboxSize - 24
         var crc = CRC32C.checksum(scratch, count: entries.count * size)
@@ -246,10 +259,15 @@ extension ServerEngine {
     /// Merges one 1B reply. Per slot, the newest message wins (an older one in the same slot was
     /// released by every member of this group, so delivered by all of them); per message, the
     /// timestamp with the highest ballot wins (Paxos).
-    private func respond(to r: inout Recovery, from server: Int, clock c: UInt64, entries: [Entry]) {
+    private func respond(to r: inout Recovery, from server: Int, clock c: UInt64, entries: [(Entry, held: Bool)]) {
         r.responded[server] = true
         r.maxClock = max(r.maxClock, c)
-        for e in entries {
+        for (e, held) in entries {
+            if let have = r.bag[e.index], have.id == e.id {
+                if held { r.bodyHeld[e.index] = true }
+            } else if r.bag[e.index].map({ e.id.sequence > $0.id.sequence }) ?? true {
+                r.bodyHeld[e.index] = held
+            }
             if let have = r.bag[e.index] {
                 if e.id.sequence < have.id.sequence { continue }
                 if e.id == have.id && (e.ts.isNone || have.tsBallot >= e.tsBallot) { continue }
@@ -275,16 +293,17 @@ extension ServerEngine {
             var crc = CRC32C.checksum(base, count: count * size)
             crc = withUnsafeBytes(of: &c) { CRC32C.checksum($0, seed: crc) }
             guard crc == UInt32(littleEndian: header.load(as: UInt32.self)) else { continue }   // still landing
-            var entries: [Entry] = []
+            var entries: [(Entry, held: Bool)] = []
             for n in 0..<count {
                 let q = base + n * size
                 let sender = Int(UInt16(littleEndian: q.load(fromByteOffset: 20, as: UInt16.self)))
                 let slot = Int(UInt16(littleEndian: q.load(fromByteOffset: 22, as: UInt16.self)))
-                entries.append((sender * layout.slots + slot,
-                                MessageID(rawValue: UInt64(littleEndian: q.load(as: UInt64.self))),
-                                Timestamp(rawValue: UInt64(littleEndian: q.load(fromByteOffset: 8, as: UInt64.self))),
-                                Ballot(UInt32(littleEndian: q.load(fromByteOffset: 16, as: UInt32.self))),
-                                q.load(fromByteOffset: 24, as: UInt8.self) != 0))
+                let flags = q.load(fromByteOffset: 24, as: UInt8.self)
+                entries.append(((sender * layout.slots + slot,
+                                 MessageID(rawValue: UInt64(littleEndian: q.load(as: UInt64.self))),
+                                 Timestamp(rawValue: UInt64(littleEndian: q.load(fromByteOffset: 8, as: UInt64.self))),
+                                 Ballot(UInt32(littleEndian: q.load(fromByteOffset: 16, as: UInt32.self))),
+                                 flags & EntryFlag.delivered != 0), flags & EntryFlag.bodyHeld != 0))
             }
             respond(to: &r, from: s, clock: UInt64(littleEndian: c), entries: entries)
             progress = true
@@ -307,10 +326,21 @@ extension ServerEngine {
     }
 
     /// The candidate can re-propose a message only once it knows its destinations (from the body
-    /// or from metadata it kept): relays arrive ahead of their 1B, so this is a short wait.
+    /// or from metadata it kept): relays arrive ahead of their 1B (or, for a crashed sender, are
+    /// pulled), so this is a short wait. A value whose body no replier holds was never chosen: it is
+    /// not waited for, and not re-proposed (if its body turns up later, it gets a fresh timestamp).
+    /// Not so with the single-group fast path, which chooses on landed log writes alone: then the
+    /// candidate waits for the body (a crashed sender's message may then wait forever, the price of
+    /// that option, see ``ProtocolConfig/singleGroupFastPath``).
     private func bodiesKnown(_ r: Recovery) -> Bool {
-        r.bag.allSatisfy { index, v in v.ts.isNone || holdsNewer(index, than: v.id) || ((present[index] || delivered[index]) && ids[index] == v.id) }
+        r.bag.allSatisfy { index, v in
+            v.ts.isNone || holdsNewer(index, than: v.id) || holds(index, v.id)
+                || (r.bodyHeld[index] != true && !layout.config.singleGroupFastPath)
+        }
     }
+
+    @inline(__always)
+    func holds(_ index: Int, _ id: MessageID) -> Bool { (present[index] || delivered[index]) && ids[index] == id }
 
     /// The slot took a newer message since `id`: every member of this group delivered `id`.
     func holdsNewer(_ index: Int, than id: MessageID) -> Bool {
@@ -338,8 +368,8 @@ extension ServerEngine {
         }
         followerSeq = 0
         let maxDst = layout.maxDestinations
-        for (index, v) in r.bag.filter({ !$0.value.ts.isNone && !holdsNewer($0.key, than: $0.value.id) })
-            .sorted(by: { $0.value.ts < $1.value.ts }) {
+        for (index, v) in r.bag.filter({ !$0.value.ts.isNone && !holdsNewer($0.key, than: $0.value.id) && holds($0.key, $0.value.id) })
+            .sorted(by: { ($0.value.ts, $0.key) < ($1.value.ts, $1.key) }) {
             guard destinationIndex(index, group) != nil else { continue }
             fastPathAcks[index] = 0
             propose(index, ts: v.ts)

@@ -103,9 +103,16 @@ public final class ServerEngine {
     /// Values accepted for messages (per table index) learned from the log or from a superseded
     /// recovery, kept across log resets and reported in every later 1B.
     var acceptedElsewhere: [Int: (id: MessageID, ts: Timestamp, tsBallot: Ballot)] = [:]
-    /// Senders known to have crashed (by sender index), and per slot the message last relayed for them.
-    var crashedSenders: Set<Int> = []
-    var relayedForCrash: [MessageID]
+    /// Senders known to have crashed (by sender index), and the relay bookkeeping for them
+    /// (`CrashedSenderRelay.swift`): per table entry, the request word this process last sent about
+    /// that slot; per (sender, requesting server, slot), the sequence number of the body last relayed.
+    /// Iterated in sender order, never as a `Set`: a run must replay identically from its seed.
+    var crashedSenders: [Int] = []
+    var senderCrashed: [Bool]
+    var relayRequested: [UInt64]
+    var relayHandled: [UInt64]
+    var lastRelayPass: UInt64 = 0
+    var relayPassDue = false
     /// Relays of a slot's body still in flight, as (outbox peer, enqueue counter): the slot is not
     /// cleared and released before they are retired, since the NIC reads their source until then.
     var relaysInFlight: [Int: [(peer: Int, counter: UInt64)]] = [:]
@@ -185,7 +192,9 @@ public final class ServerEngine {
         freed = Array(repeating: false, count: entries)
         releasePending = Array(repeating: false, count: senders)
         delivered = Array(repeating: false, count: entries)
-        relayedForCrash = Array(repeating: MessageID(rawValue: 0), count: entries)
+        senderCrashed = Array(repeating: false, count: senders)
+        relayRequested = Array(repeating: 0, count: entries)
+        relayHandled = Array(repeating: 0, count: entries * layout.servers.count)
         lastSequence = Array(repeating: 0, count: senders)
         accepted1A = ballots.map(\.rawValue)
         changed = Array(repeating: false, count: groups)
@@ -209,7 +218,7 @@ public final class ServerEngine {
         var progress = process1A()
         if recovery != nil { progress = collect1B() || progress }
         progress = detectFailures() || progress
-        relayCrashedSenders()
+        progress = relayForCrashedSenders() || progress
         progress = receiveBodies() || progress
         progress = processLogs() || progress
         progress = detectOrdered() || progress

@@ -8,6 +8,8 @@ extension ServerEngine {
         var progress = false
         let slots = layout.slots
         for sender in 0..<expected.count {
+            // A crashed sender's ring is taken in any slot order (CrashedSenderRelay.swift).
+            if senderCrashed[sender] { continue }
             while true {
                 let slot = expected[sender] % slots
                 let index = sender * slots + slot
@@ -28,7 +30,7 @@ extension ServerEngine {
         return progress
     }
 
-    private func accept(_ index: Int, base: UnsafeRawPointer, header: MessageSlot.Header) {
+    func accept(_ index: Int, base: UnsafeRawPointer, header: MessageSlot.Header) {
         let maxDst = layout.maxDestinations
         present[index] = true
         delivered[index] = false

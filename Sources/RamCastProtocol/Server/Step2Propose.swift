@@ -37,7 +37,7 @@ extension ServerEngine {
         timestamps[index * maxDst + j] = ts
         tsBallots[index * maxDst + j] = ballot
         if !changed[Int(group.rawValue)], ts > initialOwnMax { initialOwnMax = ts }
-        let single = dstCount[index] == 1
+        let single = dstCount[index] == 1 && layout.config.singleGroupFastPath
         followerSeq &+= 1
         let entry = LogEntry(seq: followerSeq, ballot: ballot, tsBallot: ballot, timestamp: ts, message: ids[index],
                              sender: sender, slot: slotNumbers[index * maxDst + j], group: group, kind: .proposal)

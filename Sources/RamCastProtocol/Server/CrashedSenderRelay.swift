@@ -1,0 +1,117 @@
+import RamCastFabric
+
+/// Task 10: a sender that crashes part way through step 1 leaves some destinations with a message and
+/// others without. Uniform agreement needs every correct destination to get it once anyone delivers
+/// it: a deliverer saw f+1 acks from every destination group, and acks come only from members holding
+/// the body, so each group keeps a live holder. Those holders hand the body on.
+///
+/// Two things change once a sender is known to have crashed (crash-stop: it never writes again):
+/// - **Bodies are pulled, slot by slot.** Every member writes, into every other member's memory, one
+///   request word per slot of that sender's ring: the sequence number of the last message it took in
+///   that slot, plus one. A member holding a message newer than that for the requester's slot (in
+///   the requester's group's slot numbering) writes the body there, once. Pushing bodies blindly is
+///   not safe: a delivered message's slot may since hold a newer message at the target. A pulled
+///   relay cannot overwrite anything the requester still needs: a newer message in that slot would
+///   mean the sender recycled it, which it does only after every destination released the older one
+///   (`SenderEngine.slotReusable`), the requester included, which then took it, and its request says so.
+/// - **Bodies are taken in any slot order.** In-order polling of the ring would wait forever for a
+///   message the sender wrote to nobody, or to processes that crashed since, while later ones exist.
+///   A slot's body is taken when it is newer than the last one taken in that slot.
+/// The relay source stays intact: relays into this process land only in slots whose message it
+/// already finished with (as above), and bodies are not cleared on release.
+///
+/// Work here runs once per heartbeat interval, or at once when a sender's crash was just reported: it
+/// is off the hot path and its cost does not grow with the message rate.
+extension ServerEngine {
+    func relayForCrashedSenders() -> Bool {
+        guard !crashedSenders.isEmpty,
+              relayPassDue || now &- lastRelayPass >= layout.config.heartbeatInterval else { return false }
+        relayPassDue = false
+        lastRelayPass = now
+        var progress = false
+        for s in crashedSenders {
+            progress = takeBodies(from: s) || progress
+            requestRelays(from: s)
+            answerRelayRequests(for: s)
+        }
+        return progress
+    }
+
+    /// The sequence number of the last message taken in this table entry from sender `s` (0: none).
+    @inline(__always)
+    private func lastTaken(_ index: Int, sender s: Int) -> UInt64 {
+        ids[index].sender == layout.config.senders[s] ? ids[index].sequence : 0
+    }
+
+    /// Takes every body in sender `s`'s ring that is newer than the last one taken in its slot.
+    private func takeBodies(from s: Int) -> Bool {
+        var progress = false
+        for slot in 0..<layout.slots {
+            let index = s * layout.slots + slot
+            guard !present[index] else { continue }
+            let base = ring + layout.slotOffset(sender: s, slot: slot)
+            guard let header = MessageSlot.read(base, layout: layout), header.id.sender == layout.config.senders[s],
+                  header.id.sequence > lastTaken(index, sender: s) else { continue }
+            if isLeader, !hasRoomToPropose(base, destinationCount: header.destinationCount) {
+                relayPassDue = true
+                return progress
+            }
+            accept(index, base: base, header: header)
+            freed[index] = false   // the dead sender reads no more releases
+            lastSequence[s] = max(lastSequence[s], header.id.sequence)
+            progress = true
+            if isLeader, layout.config.steps >= 2 { propose(index) }
+        }
+        return progress
+    }
+
+    /// Tells every other live member, per slot, what this process last took there (when it changed).
+    private func requestRelays(from s: Int) {
+        let targets = layout.servers.filter { $0 != me && !crashed.contains($0) }
+        for slot in 0..<layout.slots {
+            let index = s * layout.slots + slot
+            let word = lastTaken(index, sender: s) + 1
+            guard relayRequested[index] != word else { continue }
+            guard targets.allSatisfy({ outbox.hasRoom(peer(server: $0)) }) else {
+                relayPassDue = true
+                return
+            }
+            let offset = layout.relayRequestOffset(sender: s, server: serverIndex, slot: slot)
+            for q in targets {
+                outbox.enqueue(peer(server: q), region: Layout.ringRegion, offset: offset, length: 8) {
+                    $0.storeBytes(of: word, as: UInt64.self)
+                }
+            }
+            relayRequested[index] = word
+        }
+    }
+
+    /// Relays each body of sender `s` held here to every destination member whose request shows it
+    /// lacks it, once per (member, slot, message).
+    private func answerRelayRequests(for s: Int) {
+        let senderID = layout.config.senders[s]
+        for slot in 0..<layout.slots {
+            let source = ring + layout.slotOffset(sender: s, slot: slot)
+            guard let header = MessageSlot.read(source, layout: layout), header.id.sender == senderID else { continue }
+            let seq = header.id.sequence
+            for j in 0..<header.destinationCount {
+                let k = MessageSlot.slotNumber(source, j, layout: layout)
+                for q in layout.members(of: MessageSlot.destination(source, j)) where q != me && !crashed.contains(q) {
+                    let r = peer(server: q)
+                    let cell = (s * layout.servers.count + r) * layout.slots + k
+                    guard relayHandled[cell] < seq else { continue }
+                    let request = RemoteMemory.loadAcquiring(ring + layout.relayRequestOffset(sender: s, server: r, slot: k))
+                    guard request != 0, request - 1 < seq else { continue }   // not asked yet, or it has it
+                    guard outbox.hasRoom(r) else {
+                        relayPassDue = true
+                        continue
+                    }
+                    outbox.enqueue(r, region: Layout.ringRegion, offset: layout.slotOffset(sender: s, slot: k), source: source,
+                                   length: MessageSlot.bodyLength(source, layout: layout))
+                    relayHandled[cell] = seq
+                    stats.relays += 1
+                }
+            }
+        }
+    }
+}

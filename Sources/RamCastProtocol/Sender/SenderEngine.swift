@@ -29,7 +29,7 @@ public enum MulticastError: Error, Sendable, Hashable, CustomStringConvertible {
 /// (back-pressure, ``multicast(_:to:)`` returns nil) and never overwrites an undelivered slot.
 ///
 /// Its tables are sized from the ``Layout`` at init and kept in ``FixedTable``s (unchecked for
-/// exclusivity, never reallocated).
+/// exclusivity, never reallocated); `tracksInPlace`, public and read per multicast, in a ``FixedCell``.
 public final class SenderEngine {
     public let layout: Layout
     public let me: NodeID
@@ -73,6 +73,7 @@ public final class SenderEngine {
     }
 
     deinit {
+        tracksInPlaceCell.deallocate()
         tails.deallocate()
         stagingGroups.deallocate()
         stagingCounters.deallocate()
@@ -196,7 +197,8 @@ public final class SenderEngine {
 
     /// Set by a driver that reports step-1 completions with ``pollInPlace(_:)``; the sender then
     /// never runs more than its staging buffers ahead of those reports.
-    public var tracksInPlace = false
+    public var tracksInPlace: Bool { unsafeAddress { tracksInPlaceCell.readAddress } unsafeMutableAddress { tracksInPlaceCell.address } }
+    let tracksInPlaceCell = FixedCell(false)
 
     /// Whether `id`'s slots were released by every destination process (delivered everywhere).
     public func isDeliveredEverywhere(_ id: MessageID) -> Bool {

@@ -20,9 +20,10 @@ import RamCastFabric
 ///   `(final ts, message id)` order once nothing pending can end below it.
 /// - Slot release (`Release.swift`): after delivery the slot is cleared and handed back to the sender.
 ///
-/// The hot path allocates nothing: all tables are sized from the ``Layout`` at init, and those it
-/// touches per message are ``FixedTable``s and ``FixedList``s in `let`s, which are not checked for
-/// exclusivity on each access as `var` arrays of a class are.
+/// The hot path allocates nothing: all tables are sized from the ``Layout`` at init. Those it touches
+/// per message are ``FixedTable``s and ``FixedList``s in `let`s, and the scalars and collections it
+/// touches that the optimizer would otherwise check for exclusivity on each access (public ones, and
+/// ones accessed across a call) live in ``FixedCell``s, exposed under their usual names.
 public final class ServerEngine {
     public let layout: Layout
     public let me: NodeID
@@ -37,7 +38,8 @@ public final class ServerEngine {
 
     /// The driver's clock, in nanoseconds: heartbeats and failure detection read it. Set before each
     /// `poll`; the simulation sets virtual time, which keeps runs reproducible.
-    public var now: UInt64 = 0
+    public var now: UInt64 { unsafeAddress { nowCell.readAddress } unsafeMutableAddress { nowCell.address } }
+    let nowCell = FixedCell<UInt64>(0)
 
     // Cluster view.
     /// Per group: the ballot this process accepts writes under, and the member index of its leader.
@@ -48,7 +50,8 @@ public final class ServerEngine {
     /// Per group: the member index of its leader (a copy).
     public var leaders: [Int] { groupLeaders.array }
     /// Skeen clock (the counter part of timestamps).
-    public internal(set) var clock: UInt64 = 0
+    public internal(set) var clock: UInt64 { unsafeAddress { clockCell.readAddress } unsafeMutableAddress { clockCell.address } }
+    let clockCell = FixedCell<UInt64>(0)
     /// Whether this process acts as its group's leader: the current ballot's leader, done
     /// recovering, and not deposed (a write of it was refused by a revoked permission).
     public var isLeader: Bool {
@@ -92,7 +95,8 @@ public final class ServerEngine {
     var lastHeartbeatSent: UInt64 = 0
     var expectedBallot = Ballot.none
     /// Processes known to be gone: their connection died and could not be re-established.
-    public internal(set) var crashed: Set<NodeID> = []
+    public internal(set) var crashed: Set<NodeID> { unsafeAddress { crashedCell.readAddress } unsafeMutableAddress { crashedCell.address } }
+    let crashedCell = FixedCell<Set<NodeID>>([])
     /// Per group, the highest phase-1A ballot accepted.
     let accepted1A: FixedTable<UInt32>
     /// Per group, whether it changed leaders since start (bounds from its undecided timestamps are
@@ -101,7 +105,8 @@ public final class ServerEngine {
     /// The largest timestamp processed from this process's own group log in the initial ballot.
     var initialOwnMax = Timestamp.none
     var deposed = false
-    var recovery: Recovery?
+    var recovery: Recovery? { unsafeAddress { recoveryCell.readAddress } unsafeMutableAddress { recoveryCell.address } }
+    let recoveryCell = FixedCell<Recovery?>(nil)
     /// Per member of this group (leader side): whether it is ready for this leader's stream.
     let followerReady: FixedTable<Bool>
     /// Per group (leader side): whether that group's leader is ready for this leader's writes.
@@ -110,29 +115,35 @@ public final class ServerEngine {
     /// recovery, kept across log resets and reported in every later 1B.
     var acceptedElsewhere: [Int: (id: MessageID, ts: Timestamp, tsBallot: Ballot)] = [:]
     /// Senders known to have crashed (by sender index), and per slot the message last relayed for them.
-    var crashedSenders: Set<Int> = []
+    var crashedSenders: Set<Int> { unsafeAddress { crashedSendersCell.readAddress } unsafeMutableAddress { crashedSendersCell.address } }
+    let crashedSendersCell = FixedCell<Set<Int>>([])
     let relayedForCrash: FixedTable<MessageID>
     /// Relays of a slot's body still in flight, as (outbox peer, enqueue counter): the slot is not
     /// cleared and released before they are retired, since the NIC reads their source until then.
-    var relaysInFlight: [Int: [(peer: Int, counter: UInt64)]] = [:]
+    var relaysInFlight: [Int: [(peer: Int, counter: UInt64)]] { unsafeAddress { relaysInFlightCell.readAddress } unsafeMutableAddress { relaysInFlightCell.address } }
+    let relaysInFlightCell = FixedCell<[Int: [(peer: Int, counter: UInt64)]]>([:])
     /// Delivered messages whose slot release waits for relays.
-    var deferredReleases: [Int] = []
+    var deferredReleases: [Int] { unsafeAddress { deferredReleasesCell.readAddress } unsafeMutableAddress { deferredReleasesCell.address } }
+    let deferredReleasesCell = FixedCell<[Int]>([])
     /// Write-permission changes on the log region that the driver must apply before posting.
-    public var permissionRequests: [(grant: Bool, node: NodeID)] = []
+    public var permissionRequests: [(grant: Bool, node: NodeID)] { unsafeAddress { permissionRequestsCell.readAddress } unsafeMutableAddress { permissionRequestsCell.address } }
+    let permissionRequestsCell = FixedCell<[(grant: Bool, node: NodeID)]>([])
 
     // Slot release: per sender, the contiguous count of released slots, and slots freed out of order.
     let released: FixedTable<Int>
     let freed: FixedTable<Bool>
     let releasePending: FixedTable<Bool>
 
-    public internal(set) var stats = Stats()
+    public internal(set) var stats: Stats { unsafeAddress { statsCell.readAddress } unsafeMutableAddress { statsCell.address } }
+    let statsCell = FixedCell<Stats>(Stats())
     /// The spec §10 fixes this engine applies: all of them. Turning one off exists only so that the
     /// regression tests can show the failure it prevents.
     var fixes: SafetyFixes = .all
     /// Without the §10.1 fix: log entries skipped because their body was missing, applied later.
     var deferredEntries: [LogEntry] = []
     /// Sees every leader write, ack and applied log entry, for checkers. Nil on the hot path.
-    public var tracer: (any EngineTracer)?
+    public var tracer: (any EngineTracer)? { unsafeAddress { tracerCell.readAddress } unsafeMutableAddress { tracerCell.address } }
+    let tracerCell = FixedCell<(any EngineTracer)?>(nil)
 
     public struct Stats: Sendable, Hashable {
         public var bodies = 0
@@ -199,6 +210,16 @@ public final class ServerEngine {
     }
 
     deinit {
+        nowCell.deallocate()
+        clockCell.deallocate()
+        crashedCell.deallocate()
+        recoveryCell.deallocate()
+        crashedSendersCell.deallocate()
+        relaysInFlightCell.deallocate()
+        deferredReleasesCell.deallocate()
+        permissionRequestsCell.deallocate()
+        statsCell.deallocate()
+        tracerCell.deallocate()
         groupBallots.deallocate()
         groupLeaders.deallocate()
         expected.deallocate()

@@ -153,3 +153,36 @@ struct FixedList<Element>: RandomAccessCollection {
     @inline(__always) func _checkInvariants() {}
     #endif
 }
+
+/// One value allocated once by its owner's init and freed by its owner's deinit: for the engines'
+/// scalars and small collections that the hot path reads or writes (clock, counters, the recovery
+/// state, ...). A stored `var` of a class is checked for exclusivity on every access unless the
+/// optimizer proves it needs no check, which it cannot for public properties or for one ever
+/// accessed across a call. The owner keeps the cell in a `let` and exposes the value under the
+/// property's usual name through addressors, so it is read and written in place, like a stored
+/// property, without a check:
+///
+///     let clockCell = FixedCell<UInt64>(0)
+///     var clock: UInt64 { unsafeAddress { clockCell.readAddress } unsafeMutableAddress { clockCell.address } }
+///
+/// The same ownership rules as ``FixedTable`` apply. Package-visible: the runtime's driver uses it too.
+///
+/// Not for function types (nor tables of them): generic storage holds a function in its most general
+/// representation, and an addressor hands out the address without converting it back, so calling
+/// the value read through it crashes.
+package struct FixedCell<Value> {
+    package let address: UnsafeMutablePointer<Value>
+
+    package init(_ value: Value) {
+        address = .allocate(capacity: 1)
+        address.initialize(to: value)
+    }
+
+    @inline(__always) package var readAddress: UnsafePointer<Value> { UnsafePointer(address) }
+
+    /// Frees the value. Call once, from the owner's deinit.
+    package func deallocate() {
+        address.deinitialize(count: 1)
+        address.deallocate()
+    }
+}

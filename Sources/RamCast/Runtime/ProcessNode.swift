@@ -66,10 +66,15 @@ public final class ProcessNode {
     }
 
     /// Set while a caller waits for a multicast's bodies to be in place (step 1 complete).
-    public var flushForWaiters = false
+    public var flushForWaiters: Bool { unsafeAddress { flushForWaitersCell.readAddress } unsafeMutableAddress { flushForWaitersCell.address } }
+    // Read on every pump: in a FixedCell (see RamCastProtocol's FixedCell) rather than a stored var,
+    // which would pay a dynamic exclusivity check on each access.
+    let flushForWaitersCell = FixedCell(false)
+
+    deinit { flushForWaitersCell.deallocate() }
 
     /// The clock the engine's failure detection reads, in nanoseconds. The simulation replaces it
-    /// with virtual time.
+    /// with virtual time. (A stored var: a function value cannot live in a FixedCell.)
     public var clock: () -> UInt64 = { DispatchTimeLite.nanoseconds() }
 
     /// How long re-establishing a dropped connection may take before its peer is declared gone.
@@ -120,6 +125,7 @@ extension ProcessNode {
     /// Grants and revocations of write access to the log region that the engine decided (phase 1A),
     /// applied before its 1B is posted.
     func applyPermissions(_ engine: ServerEngine) {
+        guard !engine.permissionRequests.isEmpty else { return }
         for request in engine.permissionRequests {
             do {
                 if request.grant {

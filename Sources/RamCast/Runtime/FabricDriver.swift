@@ -19,12 +19,21 @@ public final class FabricDriver {
     public let endpoint: any FabricEndpoint
     public let layout: Layout
     let engine: any DrivenEngine
-    public internal(set) var connectionOfPeer: [ConnectionID?]
+    // The state `pump` touches on every call lives in FixedCells (see RamCastProtocol's FixedCell):
+    // as stored vars of this class, each access would pay a dynamic exclusivity check.
+    public internal(set) var connectionOfPeer: [ConnectionID?] {
+        unsafeAddress { connectionOfPeerCell.readAddress } unsafeMutableAddress { connectionOfPeerCell.address }
+    }
+    let connectionOfPeerCell: FixedCell<[ConnectionID?]>
     /// Indexed by connection id (ids are small and dense on both fabrics).
-    var peerOfConnection: [Int32] = []
+    var peerOfConnection: [Int32] { unsafeAddress { peerOfConnectionCell.readAddress } unsafeMutableAddress { peerOfConnectionCell.address } }
+    let peerOfConnectionCell = FixedCell<[Int32]>([])
     private let chain: UnsafeMutableBufferPointer<WriteRequest>
     private let completions: UnsafeMutableBufferPointer<Completion>
-    public private(set) var writesPosted: UInt64 = 0
+    public private(set) var writesPosted: UInt64 {
+        unsafeAddress { writesPostedCell.readAddress } unsafeMutableAddress { writesPostedCell.address }
+    }
+    let writesPostedCell = FixedCell<UInt64>(0)
     /// Completions that reported an error, most recent last (bounded).
     public private(set) var errors: [(peer: NodeID, status: CompletionStatus)] = []
 
@@ -32,7 +41,7 @@ public final class FabricDriver {
         self.endpoint = endpoint
         self.layout = layout
         self.engine = engine
-        connectionOfPeer = Array(repeating: nil, count: layout.servers.count + layout.config.senders.count)
+        connectionOfPeerCell = FixedCell(Array(repeating: nil, count: layout.servers.count + layout.config.senders.count))
         chain = .allocate(capacity: 32)
         chain.initialize(repeating: WriteRequest(id: 0, source: UnsafeRawPointer(bitPattern: 8)!, length: 0, remoteRegion: RegionID(0), remoteOffset: 0))
         completions = .allocate(capacity: 64)
@@ -40,6 +49,9 @@ public final class FabricDriver {
     }
 
     deinit {
+        connectionOfPeerCell.deallocate()
+        peerOfConnectionCell.deallocate()
+        writesPostedCell.deallocate()
         chain.deallocate()
         completions.deallocate()
     }

@@ -66,11 +66,26 @@ public final class ProcessNode {
     }
 
     /// Set while a caller waits for a multicast's bodies to be in place (step 1 complete).
-    public var flushForWaiters = false
+    public var flushForWaiters: Bool { unsafeAddress { flushForWaitersCell.readAddress } unsafeMutableAddress { flushForWaitersCell.address } }
 
     /// The clock the engine's failure detection reads, in nanoseconds. The simulation replaces it
     /// with virtual time.
-    public var clock: () -> UInt64 = { DispatchTimeLite.nanoseconds() }
+    public var clock: () -> UInt64 {
+        get { clockCell.address.pointee.read }
+        set { clockCell.address.pointee.read = newValue }
+    }
+
+    // Read on every pump: in FixedCells (see RamCastProtocol's FixedCell) rather than stored vars,
+    // which would pay a dynamic exclusivity check on each access. The clock is wrapped in a struct:
+    // a FixedCell cannot hold a function value directly.
+    let flushForWaitersCell = FixedCell(false)
+    struct ClockSource { var read: () -> UInt64 }
+    let clockCell = FixedCell(ClockSource(read: { DispatchTimeLite.nanoseconds() }))
+
+    deinit {
+        flushForWaitersCell.deallocate()
+        clockCell.deallocate()
+    }
 
     /// How long re-establishing a dropped connection may take before its peer is declared gone.
     public var reconnectTimeout: Duration = .milliseconds(200)
@@ -120,6 +135,7 @@ extension ProcessNode {
     /// Grants and revocations of write access to the log region that the engine decided (phase 1A),
     /// applied before its 1B is posted.
     func applyPermissions(_ engine: ServerEngine) {
+        guard !engine.permissionRequests.isEmpty else { return }
         for request in engine.permissionRequests {
             do {
                 if request.grant {

@@ -37,12 +37,17 @@ public struct Layout: Sendable, Hashable {
     /// Bytes of each outbox cell (the source of one small write).
     public static let cellSize = 64
 
-    /// Dense indices: member → (group, index in group), node → server index / sender index.
+    /// Dense indices: member → (group, index in group), node → server index / sender index. These
+    /// hash a NodeID: for setup and failure handling. The hot path uses ``serverIndex(group:member:)``
+    /// and ``servers(of:)`` instead.
     public let groupOf: [NodeID: GroupID]
     public let memberIndexOf: [NodeID: Int]
     public let serverIndexOf: [NodeID: Int]
     public let senderIndexOf: [NodeID: Int]
     public let servers: [NodeID]
+    /// Servers are numbered group by group: group g's members are the server indices
+    /// `firstServer[g] ..< firstServer[g + 1]` (member m is `firstServer[g] + m`). `groupCount + 1` entries.
+    public let firstServer: [Int]
 
     public init(_ config: ProtocolConfig) throws(ConfigError) {
         try config.validate()
@@ -67,8 +72,9 @@ public struct Layout: Sendable, Hashable {
         // that leaves room for new messages arriving meanwhile.
         logCapacity = max(1, config.senders.count * slots * (maxDestinations + 1) * 2)
         var groupOf: [NodeID: GroupID] = [:], memberIndexOf: [NodeID: Int] = [:], serverIndexOf: [NodeID: Int] = [:]
-        var servers: [NodeID] = []
+        var servers: [NodeID] = [], firstServer: [Int] = []
         for (g, members) in config.groups.enumerated() {
+            firstServer.append(servers.count)
             for (i, m) in members.enumerated() {
                 groupOf[m] = GroupID(UInt8(g))
                 memberIndexOf[m] = i
@@ -79,7 +85,9 @@ public struct Layout: Sendable, Hashable {
         self.groupOf = groupOf
         self.memberIndexOf = memberIndexOf
         self.serverIndexOf = serverIndexOf
+        firstServer.append(servers.count)
         self.servers = servers
+        self.firstServer = firstServer
         senderIndexOf = Dictionary(uniqueKeysWithValues: config.senders.enumerated().map { ($1, $0) })
     }
 
@@ -137,5 +145,18 @@ public struct Layout: Sendable, Hashable {
     @inlinable public func stagingOffset(_ buffer: Int) -> Int { releaseCellsSize + buffer * slotSize }
 
     public func members(of group: GroupID) -> [NodeID] { config.groups[Int(group.rawValue)] }
-    public func f(of group: GroupID) -> Int { (config.groups[Int(group.rawValue)].count - 1) / 2 }
+    public func f(of group: GroupID) -> Int { (groupSize(group) - 1) / 2 }
+
+    // MARK: dense lookups (no hashing, no allocation)
+
+    /// Members in group `g`.
+    @inlinable public func groupSize(_ g: GroupID) -> Int {
+        firstServer[Int(g.rawValue) + 1] - firstServer[Int(g.rawValue)]
+    }
+    /// The server indices of group `g`'s members, member 0 first.
+    @inlinable public func servers(of g: GroupID) -> Range<Int> {
+        firstServer[Int(g.rawValue)]..<firstServer[Int(g.rawValue) + 1]
+    }
+    /// The server index of member `m` of group `g` (also its outbox peer index).
+    @inlinable public func serverIndex(group g: GroupID, member m: Int) -> Int { firstServer[Int(g.rawValue)] + m }
 }

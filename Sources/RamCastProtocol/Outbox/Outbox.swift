@@ -10,7 +10,7 @@ import RamCastFabric
 ///
 /// Per peer, positions advance through three counters: `retired ≤ posted ≤ enqueued`, with
 /// `enqueued − retired ≤ capacity`. Credits (``SendCredits``) decide which posts are signaled. Nothing
-/// here allocates after init.
+/// here allocates after init, and the per-peer tables are ``FixedTable``s, unchecked for exclusivity.
 public final class Outbox {
     public struct Entry {
         public var region: RegionID
@@ -26,15 +26,34 @@ public final class Outbox {
     public let capacity: Int
     public let inlineThreshold: Int
     let cells: UnsafeMutableRawPointer
-    var entries: [Entry]
-    public private(set) var enqueued: [UInt64]
-    public private(set) var posted: [UInt64]
-    public private(set) var credits: [SendCredits]
-    /// Peers with unposted entries (a count, so an idle outbox is checked in O(1)).
-    public private(set) var backlog = 0
+    let entries: FixedTable<Entry>
+    /// Per peer: writes enqueued and posted since its connection was (re)established, and its credits.
+    let enqueuedCount: FixedTable<UInt64>
+    let postedCount: FixedTable<UInt64>
+    let peerCredits: FixedTable<SendCredits>
+    /// Peers with unposted entries (a count, so an idle outbox is checked in O(1)). In a one-element
+    /// table rather than a `var`, for the same reason as the others.
+    let backlogCell: FixedTable<Int>
     /// Peers known to be gone: writes to them are dropped, and they always have room, so a crashed
     /// peer never blocks the engine.
-    public private(set) var dead: [Bool]
+    let deadPeers: FixedTable<Bool>
+
+    /// Peers with unposted entries (a count, so an idle outbox is checked in O(1)).
+    @inline(__always) public var backlog: Int { backlogCell[0] }
+    /// Writes enqueued for `peer` since its connection was (re)established.
+    @inline(__always) public func enqueued(_ peer: Int) -> UInt64 { enqueuedCount[peer] }
+    /// Writes posted to `peer` since its connection was (re)established.
+    @inline(__always) public func posted(_ peer: Int) -> UInt64 { postedCount[peer] }
+    /// Whether `peer` is known to be gone (see ``markDead(_:)``).
+    @inline(__always) public func isDead(_ peer: Int) -> Bool { deadPeers[peer] }
+    /// Per peer: writes enqueued (a copy, for diagnostics).
+    public var enqueued: [UInt64] { enqueuedCount.array }
+    /// Per peer: writes posted (a copy, for diagnostics).
+    public var posted: [UInt64] { postedCount.array }
+    /// Per peer: send credits (a copy, for diagnostics).
+    public var credits: [SendCredits] { peerCredits.array }
+    /// Per peer: known to be gone (a copy, for diagnostics).
+    public var dead: [Bool] { deadPeers.array }
 
     /// - Parameters:
     ///   - cells: `peers × capacity × Layout.cellSize` bytes of registered memory.
@@ -45,28 +64,39 @@ public final class Outbox {
         self.capacity = capacity
         self.cells = cells
         self.inlineThreshold = inlineThreshold
-        entries = Array(repeating: Entry(region: RegionID(0), offset: 0, length: 0, id: 0, external: nil, signal: false),
-                        count: peers * capacity)
-        enqueued = Array(repeating: 0, count: peers)
-        posted = Array(repeating: 0, count: peers)
-        credits = Array(repeating: SendCredits(depth: sendQueueDepth, signalInterval: signalInterval), count: peers)
-        dead = Array(repeating: false, count: peers)
+        entries = FixedTable(repeating: Entry(region: RegionID(0), offset: 0, length: 0, id: 0, external: nil, signal: false),
+                             count: peers * capacity)
+        enqueuedCount = FixedTable(repeating: 0, count: peers)
+        postedCount = FixedTable(repeating: 0, count: peers)
+        // Each peer's credits own a ring of their own (not one shared copy-on-write buffer).
+        peerCredits = FixedTable((0..<peers).map { _ in SendCredits(depth: sendQueueDepth, signalInterval: signalInterval) })
+        backlogCell = FixedTable(repeating: 0, count: 1)
+        deadPeers = FixedTable(repeating: false, count: peers)
+    }
+
+    deinit {
+        entries.deallocate()
+        enqueuedCount.deallocate()
+        postedCount.deallocate()
+        peerCredits.deallocate()
+        backlogCell.deallocate()
+        deadPeers.deallocate()
     }
 
     /// Drops everything queued for `peer` and every later write to it.
     public func markDead(_ peer: Int) {
         reset(peer)
-        dead[peer] = true
+        deadPeers[peer] = true
     }
 
     public static func cellBytes(peers: Int, capacity: Int) -> Int { peers * capacity * Layout.cellSize }
 
-    @inlinable public func retired(_ peer: Int) -> UInt64 { credits[peer].retired }
+    @inline(__always) public func retired(_ peer: Int) -> UInt64 { peerCredits[peer].retired }
 
     /// Whether `count` more writes to `peer` fit.
     @inline(__always)
     public func hasRoom(_ peer: Int, _ count: Int = 1) -> Bool {
-        dead[peer] || Int(enqueued[peer] &- credits[peer].retired) + count <= capacity
+        deadPeers[peer] || Int(enqueuedCount[peer] &- peerCredits[peer].retired) + count <= capacity
     }
 
     /// Appends a small write whose bytes `encode` puts in the entry's cell (at most 64 bytes).
@@ -75,8 +105,8 @@ public final class Outbox {
     public func enqueue(_ peer: Int, region: RegionID, offset: Int, length: Int, id: UInt64 = 0, signal: Bool = false,
                         _ encode: (UnsafeMutableRawPointer) -> Void) -> UInt64 {
         precondition(length <= Layout.cellSize)
-        if dead[peer] { return enqueued[peer] }
-        let pos = Int(enqueued[peer] % UInt64(capacity))
+        if deadPeers[peer] { return enqueuedCount[peer] }
+        let pos = Int(enqueuedCount[peer] % UInt64(capacity))
         encode(cells + (peer * capacity + pos) * Layout.cellSize)
         entries[peer * capacity + pos] = Entry(region: region, offset: offset, length: length, id: id, external: nil, signal: signal)
         return push(peer)
@@ -86,50 +116,50 @@ public final class Outbox {
     @inline(__always) @discardableResult
     public func enqueue(_ peer: Int, region: RegionID, offset: Int, source: UnsafeRawPointer, length: Int,
                         id: UInt64 = 0, signal: Bool = false) -> UInt64 {
-        if dead[peer] { return enqueued[peer] }
-        let pos = Int(enqueued[peer] % UInt64(capacity))
+        if deadPeers[peer] { return enqueuedCount[peer] }
+        let pos = Int(enqueuedCount[peer] % UInt64(capacity))
         entries[peer * capacity + pos] = Entry(region: region, offset: offset, length: length, id: id, external: source, signal: signal)
         return push(peer)
     }
 
     @inline(__always)
     private func push(_ peer: Int) -> UInt64 {
-        if enqueued[peer] == posted[peer] { backlog += 1 }
-        enqueued[peer] &+= 1
-        return enqueued[peer]
+        if enqueuedCount[peer] == postedCount[peer] { backlogCell[0] += 1 }
+        enqueuedCount[peer] &+= 1
+        return enqueuedCount[peer]
     }
 
     /// Unposted writes for `peer`.
-    @inline(__always) public func pending(_ peer: Int) -> Int { Int(enqueued[peer] &- posted[peer]) }
+    @inline(__always) public func pending(_ peer: Int) -> Int { Int(enqueuedCount[peer] &- postedCount[peer]) }
 
     /// Moves as many unposted writes of `peer` as credits allow into `chain`, flags set (inline,
     /// signaled), and marks them posted. Post the returned prefix of `chain` on the peer's connection.
     public func drain(peer: Int, into chain: UnsafeMutableBufferPointer<WriteRequest>) -> Int {
         var n = 0
-        while n < chain.count, posted[peer] < enqueued[peer], credits[peer].canPost() {
-            let pos = Int(posted[peer] % UInt64(capacity))
+        while n < chain.count, postedCount[peer] < enqueuedCount[peer], peerCredits[peer].canPost() {
+            let pos = Int(postedCount[peer] % UInt64(capacity))
             let e = entries[peer * capacity + pos]
             var flags: WriteFlags = e.length <= inlineThreshold ? .inline : []
             if e.signal { flags.insert(.signaled) }
-            flags = credits[peer].next(flags)
+            flags = peerCredits[peer].next(flags)
             let source = e.external ?? UnsafeRawPointer(cells + (peer * capacity + pos) * Layout.cellSize)
             chain[n] = WriteRequest(id: e.id, source: source, length: e.length, remoteRegion: e.region,
                                     remoteOffset: e.offset, flags: flags)
-            posted[peer] &+= 1
+            postedCount[peer] &+= 1
             n += 1
         }
-        if n > 0, posted[peer] == enqueued[peer] { backlog -= 1 }
+        if n > 0, postedCount[peer] == enqueuedCount[peer] { backlogCell[0] -= 1 }
         return n
     }
 
     /// Call for every successful signaled completion on `peer`'s connection.
-    @inline(__always) public func completed(_ peer: Int) { credits[peer].signaledCompletion() }
+    @inline(__always) public func completed(_ peer: Int) { peerCredits[peer].signaledCompletion() }
 
     /// Whether posted writes to `peer` wait for a signaled completion that will never come, because
     /// every posted write after the last signaled one was unsignaled. ``flush(_:region:offset:)``
     /// fixes that with one signaled write.
     public func needsFlush(_ peer: Int) -> Bool {
-        posted[peer] == enqueued[peer] && credits[peer].retired < posted[peer] && !credits[peer].lastPostedSignaled
+        postedCount[peer] == enqueuedCount[peer] && peerCredits[peer].retired < postedCount[peer] && !peerCredits[peer].lastPostedSignaled
     }
 
     /// Appends a signaled 8-byte write of zero to a scratch word at `peer`, which retires every
@@ -143,9 +173,9 @@ public final class Outbox {
 
     /// Forgets the peer's queue (its connection died; what was not retired is lost with it).
     public func reset(_ peer: Int) {
-        if posted[peer] != enqueued[peer] { backlog -= 1 }
-        enqueued[peer] = 0
-        posted[peer] = 0
-        credits[peer].reset()
+        if postedCount[peer] != enqueuedCount[peer] { backlogCell[0] -= 1 }
+        enqueuedCount[peer] = 0
+        postedCount[peer] = 0
+        peerCredits[peer].reset()
     }
 }

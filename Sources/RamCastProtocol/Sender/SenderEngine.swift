@@ -27,6 +27,9 @@ public enum MulticastError: Error, Sendable, Hashable, CustomStringConvertible {
 /// buffer that stays untouched until every destination has released the slot. A group's ring is
 /// full when the next slot was not yet released by *every* member: the sender then waits
 /// (back-pressure, ``multicast(_:to:)`` returns nil) and never overwrites an undelivered slot.
+///
+/// Its tables are sized from the ``Layout`` at init and kept in ``FixedTable``s (unchecked for
+/// exclusivity, never reallocated); `tracksInPlace`, public and read per multicast, in a ``FixedCell``.
 public final class SenderEngine {
     public let layout: Layout
     public let me: NodeID
@@ -34,21 +37,21 @@ public final class SenderEngine {
     public let outbox: Outbox
     let region: UnsafeMutableRawPointer
     /// Per group: slot counter the next message takes.
-    var tails: [Int]
+    let tails: FixedTable<Int>
     var nextSequence: UInt64 = 1
     /// Per staging buffer: the message's (group, slot counter) pairs, to know when it is free again.
-    var stagingGroups: [GroupID]
-    var stagingCounters: [Int]
-    var stagingCount: [UInt8]
+    let stagingGroups: FixedTable<GroupID>
+    let stagingCounters: FixedTable<Int>
+    let stagingCount: FixedTable<UInt8>
     // Step-1 completion: per in-flight message (ring of staging size), the outbox counter of its last
     // write to each destination server.
-    var inPlaceTargets: [(peer: Int32, counter: UInt64)]
-    var inPlaceIDs: [UInt64]
+    let inPlaceTargets: FixedTable<(peer: Int32, counter: UInt64)>
+    let inPlaceIDs: FixedTable<UInt64>
     var inPlaceHead: UInt64 = 1
-    var scratchGroups: [GroupID]
-    var scratchSlots: [UInt16]
+    let scratchGroups: FixedTable<GroupID>
+    let scratchSlots: FixedTable<UInt16>
     /// Per (group, slot): the sequence number of the message that took it last (0: none).
-    var occupant: [UInt64]
+    let occupant: FixedTable<UInt64>
 
     public init(layout: Layout, me: NodeID, region: UnsafeMutableRawPointer, outbox: Outbox) {
         guard let index = layout.senderIndexOf[me] else { preconditionFailure("\(me) is not a sender") }
@@ -57,16 +60,29 @@ public final class SenderEngine {
         senderIndex = index
         self.outbox = outbox
         self.region = region
-        tails = Array(repeating: 0, count: layout.groupCount)
+        tails = FixedTable(repeating: 0, count: layout.groupCount)
         let buffers = layout.senderStagingCount
-        stagingGroups = Array(repeating: GroupID(0), count: buffers * layout.maxDestinations)
-        stagingCounters = Array(repeating: 0, count: buffers * layout.maxDestinations)
-        stagingCount = Array(repeating: 0, count: buffers)
-        inPlaceTargets = Array(repeating: (0, 0), count: buffers * layout.maxDestinations * layout.maxGroupSize)
-        inPlaceIDs = Array(repeating: 0, count: buffers)
-        scratchGroups = Array(repeating: GroupID(0), count: layout.maxDestinations)
-        scratchSlots = Array(repeating: 0, count: layout.maxDestinations)
-        occupant = Array(repeating: 0, count: layout.groupCount * layout.slots)
+        stagingGroups = FixedTable(repeating: GroupID(0), count: buffers * layout.maxDestinations)
+        stagingCounters = FixedTable(repeating: 0, count: buffers * layout.maxDestinations)
+        stagingCount = FixedTable(repeating: 0, count: buffers)
+        inPlaceTargets = FixedTable(repeating: (0, 0), count: buffers * layout.maxDestinations * layout.maxGroupSize)
+        inPlaceIDs = FixedTable(repeating: 0, count: buffers)
+        scratchGroups = FixedTable(repeating: GroupID(0), count: layout.maxDestinations)
+        scratchSlots = FixedTable(repeating: 0, count: layout.maxDestinations)
+        occupant = FixedTable(repeating: 0, count: layout.groupCount * layout.slots)
+    }
+
+    deinit {
+        tracksInPlaceCell.deallocate()
+        tails.deallocate()
+        stagingGroups.deallocate()
+        stagingCounters.deallocate()
+        stagingCount.deallocate()
+        inPlaceTargets.deallocate()
+        inPlaceIDs.deallocate()
+        scratchGroups.deallocate()
+        scratchSlots.deallocate()
+        occupant.deallocate()
     }
 
     /// A slot of group `g` may take a new message only once the message in it was released by every
@@ -82,9 +98,8 @@ public final class SenderEngine {
     /// Slots released by every member of `g`, as a slot counter.
     public func releasedEverywhere(_ g: GroupID) -> Int {
         var low = Int.max
-        for q in layout.members(of: g) {
-            let server = layout.serverIndexOf[q]!
-            if outbox.dead[server] { continue }   // a crashed member never releases: don't wait for it
+        for server in layout.servers(of: g) {
+            if outbox.isDead(server) { continue }   // a crashed member never releases: don't wait for it
             let v = Int(RemoteMemory.loadAcquiring(region + layout.releaseCellOffset(server: server)))
             low = min(low, v)
         }
@@ -116,7 +131,7 @@ public final class SenderEngine {
         for g in destinations {
             guard tails[Int(g.rawValue)] - releasedEverywhere(g) < layout.slots,
                   slotReusable(g, tails[Int(g.rawValue)] % layout.slots) else { return nil }
-            for q in layout.members(of: g) where !outbox.hasRoom(layout.serverIndexOf[q]!) { return nil }
+            for q in layout.servers(of: g) where !outbox.hasRoom(q) { return nil }
         }
         let id = MessageID(sender: me, sequence: nextSequence)
         let maxDst = layout.maxDestinations
@@ -128,19 +143,14 @@ public final class SenderEngine {
         }
         stagingCount[buffer] = UInt8(destinations.count)
         let staging = region + layout.stagingOffset(buffer)
-        let length = scratchGroups.withUnsafeBufferPointer { groups in
-            scratchSlots.withUnsafeBufferPointer { slots in
-                MessageSlot.encode(into: staging, layout: layout, id: id,
-                                   destinations: UnsafeBufferPointer(rebasing: groups[0..<destinations.count]),
-                                   slots: UnsafeBufferPointer(rebasing: slots[0..<destinations.count]), payload: payload)
-            }
-        }
+        let length = MessageSlot.encode(into: staging, layout: layout, id: id,
+                                        destinations: scratchGroups.prefix(upTo: destinations.count),
+                                        slots: scratchSlots.prefix(upTo: destinations.count), payload: payload)
         var t = 0
         let targetBase = buffer * maxDst * layout.maxGroupSize
         for (j, g) in destinations.enumerated() {
             let offset = layout.slotOffset(sender: senderIndex, slot: Int(scratchSlots[j]))
-            for q in layout.members(of: g) {
-                let p = layout.serverIndexOf[q]!
+            for p in layout.servers(of: g) {
                 let counter = outbox.enqueue(p, region: Layout.ringRegion, offset: offset, source: staging, length: length)
                 inPlaceTargets[targetBase + t] = (Int32(p), counter)
                 t += 1
@@ -175,7 +185,7 @@ public final class SenderEngine {
             for t in 0..<width {
                 let target = inPlaceTargets[base + t]
                 if target.peer < 0 { break }
-                if !outbox.dead[Int(target.peer)], outbox.retired(Int(target.peer)) < target.counter { return }
+                if !outbox.isDead(Int(target.peer)), outbox.retired(Int(target.peer)) < target.counter { return }
             }
             body(MessageID(rawValue: inPlaceIDs[buffer]))
             inPlaceHead += 1
@@ -187,7 +197,8 @@ public final class SenderEngine {
 
     /// Set by a driver that reports step-1 completions with ``pollInPlace(_:)``; the sender then
     /// never runs more than its staging buffers ahead of those reports.
-    public var tracksInPlace = false
+    public var tracksInPlace: Bool { unsafeAddress { tracksInPlaceCell.readAddress } unsafeMutableAddress { tracksInPlaceCell.address } }
+    let tracksInPlaceCell = FixedCell(false)
 
     /// Whether `id`'s slots were released by every destination process (delivered everywhere).
     public func isDeliveredEverywhere(_ id: MessageID) -> Bool {

@@ -36,24 +36,28 @@ public struct Delivery: ~Copyable {
     }
 }
 
-/// Min-heap of ordered messages by `(final timestamp, message id)`, preallocated.
+/// Min-heap of ordered messages by `(final timestamp, message id)`, preallocated: its keys are a
+/// ``FixedList`` (mutated through a `let`, so unchecked for exclusivity), freed by ``deallocate()``.
 struct OrderHeap {
-    private var keys: [(ts: UInt64, id: UInt64, index: Int32)]
-    private(set) var count = 0
+    typealias Key = (ts: UInt64, id: UInt64, index: Int32)
+    private let keys: FixedList<Key>
 
-    init(capacity: Int) { keys = Array(repeating: (0, 0, 0), count: max(1, capacity)) }
+    init(capacity: Int) { keys = FixedList(capacity: max(1, capacity)) }
 
-    var top: (ts: UInt64, id: UInt64, index: Int32)? { count > 0 ? keys[0] : nil }
+    func deallocate() { keys.deallocate() }
 
-    @inline(__always) private static func less(_ a: (ts: UInt64, id: UInt64, index: Int32), _ b: (ts: UInt64, id: UInt64, index: Int32)) -> Bool {
+    var count: Int { keys.count }
+
+    var top: Key? { keys.isEmpty ? nil : keys[0] }
+
+    @inline(__always) private static func less(_ a: Key, _ b: Key) -> Bool {
         a.ts != b.ts ? a.ts < b.ts : a.id < b.id
     }
 
-    mutating func push(ts: UInt64, id: UInt64, index: Int32) {
-        precondition(count < keys.count, "order heap overflow")
-        var i = count
-        keys[i] = (ts, id, index)
-        count += 1
+    func push(ts: UInt64, id: UInt64, index: Int32) {
+        precondition(keys.count < keys.capacity, "order heap overflow")
+        var i = keys.count
+        keys.append((ts, id, index))
         while i > 0 {
             let parent = (i - 1) / 2
             guard Self.less(keys[i], keys[parent]) else { break }
@@ -62,10 +66,11 @@ struct OrderHeap {
         }
     }
 
-    mutating func pop() {
-        count -= 1
+    func pop() {
+        let last = keys.removeLast()
+        let count = keys.count
         guard count > 0 else { return }
-        keys[0] = keys[count]
+        keys[0] = last
         var i = 0
         while true {
             let l = 2 * i + 1, r = l + 1
@@ -77,4 +82,13 @@ struct OrderHeap {
             i = m
         }
     }
+
+    #if DEBUG
+    func _checkInvariants() {
+        keys._checkInvariants()
+        for i in 1..<max(1, keys.count) { precondition(!Self.less(keys[i], keys[(i - 1) / 2]), "order heap out of order") }
+    }
+    #else
+    @inline(__always) func _checkInvariants() {}
+    #endif
 }

@@ -5,14 +5,14 @@ extension ServerEngine {
     /// heartbeat cell (one 8-byte inline write per follower).
     func sendHeartbeats() {
         // A candidate heartbeats too (with its new ballot), so that a long recovery is not suspected.
-        guard leaders[Int(group.rawValue)] == member, !deposed,
+        guard groupLeaders[Int(group.rawValue)] == member, !deposed,
               now &- lastHeartbeatSent >= layout.config.heartbeatInterval else { return }
         for (i, f) in layout.members(of: group).enumerated() where i != member && !crashed.contains(f) {
             if !outbox.hasRoom(peer(server: f)) { return }
         }
         lastHeartbeatSent = now
         heartbeatCounter &+= 1
-        let word = UInt64(ballots[Int(group.rawValue)].rawValue) << 32 | UInt64(heartbeatCounter)
+        let word = UInt64(groupBallots[Int(group.rawValue)].rawValue) << 32 | UInt64(heartbeatCounter)
         for (i, f) in layout.members(of: group).enumerated() where i != member && !crashed.contains(f) {
             outbox.enqueue(peer(server: f), region: Layout.ringRegion, offset: layout.heartbeatOffset(group), length: 8) {
                 $0.storeBytes(of: word, as: UInt64.self)
@@ -30,10 +30,10 @@ extension ServerEngine {
         let word = RemoteMemory.loadAcquiring(ring + layout.heartbeatOffset(group))
         if word != heartbeatSeen {
             heartbeatSeen = word
-            if UInt32(truncatingIfNeeded: word >> 32) == ballots[g].rawValue { heartbeatChangedAt = now }
+            if UInt32(truncatingIfNeeded: word >> 32) == groupBallots[g].rawValue { heartbeatChangedAt = now }
         }
-        if leaders[g] == member { return false }
-        let expected = max(ballots[g], expectedBallot)
+        if groupLeaders[g] == member { return false }
+        let expected = max(groupBallots[g], expectedBallot)
         let size = UInt32(layout.members(of: group).count)
         let awaited = layout.members(of: group)[Int(expected.rawValue % size)]
         let gone = crashed.contains(awaited)

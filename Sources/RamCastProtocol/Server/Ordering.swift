@@ -63,10 +63,10 @@ extension ServerEngine {
         let h = dsts[k]
         let want = AckWord.pack(tsBallots[k], ts)
         let slotBase = layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots)
-        let leaderMember = leaders[Int(h.rawValue)]
+        let leader = leaderPeer(of: h)
         var votes = 1   // the leader's proposal
-        for (m, q) in layout.members(of: h).enumerated() where m != leaderMember {
-            if RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, server: layout.serverIndexOf[q]!)) == want {
+        for q in layout.servers(of: h) where q != leader {
+            if RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, server: q)) == want {
                 votes += 1
             }
         }
@@ -78,9 +78,10 @@ extension ServerEngine {
     private func acksAlone(_ index: Int, _ j: Int, _ h: GroupID) -> Bool {
         let slotBase = layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots)
         var votes = 1
-        let ballot = UInt64(ballots[Int(h.rawValue)].rawValue & 0xFFFF)
-        for (m, q) in layout.members(of: h).enumerated() where m != leaders[Int(h.rawValue)] {
-            let word = RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, server: layout.serverIndexOf[q]!))
+        let ballot = UInt64(groupBallots[Int(h.rawValue)].rawValue & 0xFFFF)
+        let leader = leaderPeer(of: h)
+        for q in layout.servers(of: h) where q != leader {
+            let word = RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, server: q))
             if word != 0, word >> 48 == ballot { votes += 1 }
         }
         return votes >= layout.f(of: h) + 1

@@ -77,7 +77,7 @@ extension ServerEngine {
         // Proposals that landed in this follower's log but were not applied yet (their body may be
         // missing) are accepted values all the same: the old leader may have counted them for its
         // fast path. They go into the 1B before the log is cleared.
-        var landed = h == group && leaders[hi] != member ? unappliedProposals() : []
+        var landed = h == group && groupLeaders[hi] != member ? unappliedProposals() : []
         if h == group, let r = recovery {
             // A candidate superseded: what its quorum reported stays reported (values accepted by
             // someone, with their ballots), so a later candidate cannot miss them.
@@ -94,8 +94,8 @@ extension ServerEngine {
             guard outbox.hasRoom(p, needed) else { return false }
         }
         accepted1A[hi] = b.rawValue
-        ballots[hi] = b
-        leaders[hi] = newLeader
+        groupBallots[hi] = b
+        groupLeaders[hi] = newLeader
         changed[hi] = true
         tracer?.leaderChanged(group: h, ballot: b, leader: candidate, at: me)
         if old != me, old != candidate { permissionRequests.append((grant: false, node: old)) }
@@ -154,7 +154,7 @@ extension ServerEngine {
     private func unappliedProposals() -> [Entry] {
         var out: [Entry] = []
         var seq = logNext[Int(group.rawValue)]
-        let ballot = ballots[Int(group.rawValue)]
+        let ballot = groupBallots[Int(group.rawValue)]
         for _ in 0..<layout.logCapacity {
             guard let e = LogEntry.read(log + layout.logOffset(group: group, seq: seq), expected: seq), e.ballot == ballot else { break }
             if e.kind == .proposal, e.group == group {
@@ -220,7 +220,7 @@ extension ServerEngine {
         header.storeBytes(of: crc.littleEndian, as: UInt32.self)
         (header + 4).storeBytes(of: UInt32(0), as: UInt32.self)
         (header + 8).storeBytes(of: clock.littleEndian, as: UInt64.self)
-        (header + 16).storeBytes(of: ballots[Int(h.rawValue)].rawValue.littleEndian, as: UInt32.self)
+        (header + 16).storeBytes(of: groupBallots[Int(h.rawValue)].rawValue.littleEndian, as: UInt32.self)
         (header + 20).storeBytes(of: UInt32(entries.count).littleEndian, as: UInt32.self)
         let mailbox = layout.phase1bOffset(server: serverIndex)
         if !entries.isEmpty {
@@ -241,7 +241,7 @@ extension ServerEngine {
             guard let jh = destinationIndex(i, h), let jg = destinationIndex(i, group) else { continue }
             let k = i * maxDst + jg
             guard !timestamps[k].isNone else { continue }
-            batch.append((timestamps[k], LogEntry(seq: 0, ballot: ballots[Int(group.rawValue)], tsBallot: tsBallots[k],
+            batch.append((timestamps[k], LogEntry(seq: 0, ballot: groupBallots[Int(group.rawValue)], tsBallot: tsBallots[k],
                                                   timestamp: timestamps[k], message: ids[i], sender: UInt16(i / layout.slots),
                                                   slot: slotNumbers[i * maxDst + jh], group: group, kind: .proposal)))
         }
@@ -418,15 +418,15 @@ extension ServerEngine {
         }
         let q = layout.servers[p]
         let g = Int(group.rawValue)
-        if leaders[g] == member, ballots[g] != Ballot(UInt32(layout.members(of: group).count)) {
+        if groupLeaders[g] == member, groupBallots[g] != Ballot(UInt32(layout.members(of: group).count)) {
             // A 1A lost with the connection: the peer must still learn who leads this group now
             // (a deposed leader in particular, whose refused write broke this very connection).
-            let value = UInt64(ballots[g].rawValue)
+            let value = UInt64(groupBallots[g].rawValue)
             outbox.enqueue(p, region: Layout.ringRegion, offset: layout.phase1aOffset(group), length: 8) {
                 $0.storeBytes(of: value, as: UInt64.self)
             }
         }
-        guard let qGroup = layout.groupOf[q], leaders[g] != member else { return }
+        guard let qGroup = layout.groupOf[q], groupLeaders[g] != member else { return }
         let maxDst = layout.maxDestinations
         for index in 0..<present.count where present[index] {
             guard let j = destinationIndex(index, group), let jq = destinationIndex(index, qGroup) else { continue }

@@ -7,7 +7,7 @@ extension ServerEngine {
         present[index] = false
         delivered[index] = true
         ordered[index] = false
-        if relaysInFlight[index] != nil {
+        if !relaysInFlight.isEmpty, relaysInFlight[index] != nil {
             // The slot is the source of relays still in flight: clear it once they are done.
             deferredReleases.append(index)
             return
@@ -20,7 +20,7 @@ extension ServerEngine {
         guard !deferredReleases.isEmpty else { return }
         deferredReleases.removeAll { index in
             if var relays = relaysInFlight[index] {
-                relays.removeAll { outbox.dead[$0.peer] || outbox.retired($0.peer) >= $0.counter }
+                relays.removeAll { outbox.isDead($0.peer) || outbox.retired($0.peer) >= $0.counter }
                 relaysInFlight[index] = relays.isEmpty ? nil : relays
                 if !relays.isEmpty { return false }
             }

@@ -20,7 +20,10 @@ import RamCastFabric
 ///   `(final ts, message id)` order once nothing pending can end below it.
 /// - Slot release (`Release.swift`): after delivery the slot is cleared and handed back to the sender.
 ///
-/// The hot path allocates nothing: all tables are sized from the ``Layout`` at init.
+/// The hot path allocates nothing: all tables are sized from the ``Layout`` at init. Those it touches
+/// per message are ``FixedTable``s and ``FixedList``s in `let`s, and the scalars and collections it
+/// touches that the optimizer would otherwise check for exclusivity on each access (public ones, and
+/// ones accessed across a call) live in ``FixedCell``s, exposed under their usual names.
 public final class ServerEngine {
     public let layout: Layout
     public let me: NodeID
@@ -35,49 +38,55 @@ public final class ServerEngine {
 
     /// The driver's clock, in nanoseconds: heartbeats and failure detection read it. Set before each
     /// `poll`; the simulation sets virtual time, which keeps runs reproducible.
-    public var now: UInt64 = 0
+    public var now: UInt64 { unsafeAddress { nowCell.readAddress } unsafeMutableAddress { nowCell.address } }
+    let nowCell = FixedCell<UInt64>(0)
 
     // Cluster view.
     /// Per group: the ballot this process accepts writes under, and the member index of its leader.
-    public internal(set) var ballots: [Ballot]
-    public internal(set) var leaders: [Int]
+    let groupBallots: FixedTable<Ballot>
+    let groupLeaders: FixedTable<Int>
+    /// Per group: the ballot this process accepts writes under (a copy).
+    public var ballots: [Ballot] { groupBallots.array }
+    /// Per group: the member index of its leader (a copy).
+    public var leaders: [Int] { groupLeaders.array }
     /// Skeen clock (the counter part of timestamps).
-    public internal(set) var clock: UInt64 = 0
+    public internal(set) var clock: UInt64 { unsafeAddress { clockCell.readAddress } unsafeMutableAddress { clockCell.address } }
+    let clockCell = FixedCell<UInt64>(0)
     /// Whether this process acts as its group's leader: the current ballot's leader, done
     /// recovering, and not deposed (a write of it was refused by a revoked permission).
     public var isLeader: Bool {
-        leaders[Int(group.rawValue)] == member && (recovery?.finished ?? true) && !deposed
+        groupLeaders[Int(group.rawValue)] == member && (recovery?.finished ?? true) && !deposed
     }
 
     // Step 1: per sender, the next slot counter expected in its ring here.
-    var expected: [Int]
+    let expected: FixedTable<Int>
     // Message table, indexed by `sender * slots + slot`.
-    var present: [Bool]
-    var ids: [MessageID]
-    var dstCount: [UInt8]
-    var dsts: [GroupID]           // [index * maxDst + j]
-    var slotNumbers: [UInt16]     // [index * maxDst + j]
-    var timestamps: [Timestamp]   // [index * maxDst + j]
-    var tsBallots: [Ballot]       // [index * maxDst + j]
-    var fastPathAcks: [UInt8]
-    var ordered: [Bool]
-    var pendingList: [Int32]      // present, not yet ordered
-    var heap: OrderHeap
+    let present: FixedTable<Bool>
+    let ids: FixedTable<MessageID>
+    let dstCount: FixedTable<UInt8>
+    let dsts: FixedTable<GroupID>           // [index * maxDst + j]
+    let slotNumbers: FixedTable<UInt16>     // [index * maxDst + j]
+    let timestamps: FixedTable<Timestamp>   // [index * maxDst + j]
+    let tsBallots: FixedTable<Ballot>       // [index * maxDst + j]
+    let fastPathAcks: FixedTable<UInt8>
+    let ordered: FixedTable<Bool>
+    let pendingList: FixedList<Int32>       // present, not yet ordered
+    let heap: OrderHeap
 
     // Step 2 (leader): the next sequence number for its followers, and for each other group's leader.
     var followerSeq: UInt32 = 0
-    var leaderSeq: [UInt32]
+    let leaderSeq: FixedTable<UInt32>
     // Step 3: per group, the next sequence number expected in log[g]; and the largest timestamp
     // processed from this process's own group log (a floor for anything its leader assigns later).
-    var logNext: [UInt32]
+    let logNext: FixedTable<UInt32>
     var maxOwnLogTs = Timestamp.none
 
     /// Delivered here; the message's metadata (id, destinations, timestamps) stays until its slot is
     /// reused, so a recovering leader can still learn its timestamps.
-    var delivered: [Bool]
+    let delivered: FixedTable<Bool>
     /// Per sender, the sequence number of the last body taken: a body whose sequence is not larger
     /// (a late relay of a message already handled) is ignored.
-    var lastSequence: [UInt64]
+    let lastSequence: FixedTable<UInt64>
 
     // Failure detection and recovery (FailureDetector.swift, Recovery.swift).
     var heartbeatSeen: UInt64 = 0
@@ -86,20 +95,22 @@ public final class ServerEngine {
     var lastHeartbeatSent: UInt64 = 0
     var expectedBallot = Ballot.none
     /// Processes known to be gone: their connection died and could not be re-established.
-    public internal(set) var crashed: Set<NodeID> = []
+    public internal(set) var crashed: Set<NodeID> { unsafeAddress { crashedCell.readAddress } unsafeMutableAddress { crashedCell.address } }
+    let crashedCell = FixedCell<Set<NodeID>>([])
     /// Per group, the highest phase-1A ballot accepted.
-    var accepted1A: [UInt32]
+    let accepted1A: FixedTable<UInt32>
     /// Per group, whether it changed leaders since start (bounds from its undecided timestamps are
     /// then no longer trusted, see `pendingFloor`).
-    var changed: [Bool]
+    let changed: FixedTable<Bool>
     /// The largest timestamp processed from this process's own group log in the initial ballot.
     var initialOwnMax = Timestamp.none
     var deposed = false
-    var recovery: Recovery?
+    var recovery: Recovery? { unsafeAddress { recoveryCell.readAddress } unsafeMutableAddress { recoveryCell.address } }
+    let recoveryCell = FixedCell<Recovery?>(nil)
     /// Per member of this group (leader side): whether it is ready for this leader's stream.
-    var followerReady: [Bool]
+    let followerReady: FixedTable<Bool>
     /// Per group (leader side): whether that group's leader is ready for this leader's writes.
-    var leaderReady: [Bool]
+    let leaderReady: FixedTable<Bool>
     /// Values accepted for messages (per table index) learned from the log or from a superseded
     /// recovery, kept across log resets and reported in every later 1B.
     var acceptedElsewhere: [Int: (id: MessageID, ts: Timestamp, tsBallot: Ballot)] = [:]
@@ -107,33 +118,39 @@ public final class ServerEngine {
     /// (`CrashedSenderRelay.swift`): per table entry, the request word this process last sent about
     /// that slot; per (sender, requesting server, slot), the sequence number of the body last relayed.
     /// Iterated in sender order, never as a `Set`: a run must replay identically from its seed.
-    var crashedSenders: [Int] = []
-    var senderCrashed: [Bool]
-    var relayRequested: [UInt64]
-    var relayHandled: [UInt64]
+    var crashedSenders: [Int] { unsafeAddress { crashedSendersCell.readAddress } unsafeMutableAddress { crashedSendersCell.address } }
+    let crashedSendersCell = FixedCell<[Int]>([])
+    let senderCrashed: FixedTable<Bool>
+    let relayRequested: FixedTable<UInt64>
+    let relayHandled: FixedTable<UInt64>
     var lastRelayPass: UInt64 = 0
     var relayPassDue = false
     /// Relays of a slot's body still in flight, as (outbox peer, enqueue counter): the slot is not
     /// cleared and released before they are retired, since the NIC reads their source until then.
-    var relaysInFlight: [Int: [(peer: Int, counter: UInt64)]] = [:]
+    var relaysInFlight: [Int: [(peer: Int, counter: UInt64)]] { unsafeAddress { relaysInFlightCell.readAddress } unsafeMutableAddress { relaysInFlightCell.address } }
+    let relaysInFlightCell = FixedCell<[Int: [(peer: Int, counter: UInt64)]]>([:])
     /// Delivered messages whose slot release waits for relays.
-    var deferredReleases: [Int] = []
+    var deferredReleases: [Int] { unsafeAddress { deferredReleasesCell.readAddress } unsafeMutableAddress { deferredReleasesCell.address } }
+    let deferredReleasesCell = FixedCell<[Int]>([])
     /// Write-permission changes on the log region that the driver must apply before posting.
-    public var permissionRequests: [(grant: Bool, node: NodeID)] = []
+    public var permissionRequests: [(grant: Bool, node: NodeID)] { unsafeAddress { permissionRequestsCell.readAddress } unsafeMutableAddress { permissionRequestsCell.address } }
+    let permissionRequestsCell = FixedCell<[(grant: Bool, node: NodeID)]>([])
 
     // Slot release: per sender, the contiguous count of released slots, and slots freed out of order.
-    var released: [Int]
-    var freed: [Bool]
-    var releasePending: [Bool]
+    let released: FixedTable<Int>
+    let freed: FixedTable<Bool>
+    let releasePending: FixedTable<Bool>
 
-    public internal(set) var stats = Stats()
+    public internal(set) var stats: Stats { unsafeAddress { statsCell.readAddress } unsafeMutableAddress { statsCell.address } }
+    let statsCell = FixedCell<Stats>(Stats())
     /// The spec §10 fixes this engine applies: all of them. Turning one off exists only so that the
     /// regression tests can show the failure it prevents.
     var fixes: SafetyFixes = .all
     /// Without the §10.1 fix: log entries skipped because their body was missing, applied later.
     var deferredEntries: [LogEntry] = []
     /// Sees every leader write, ack and applied log entry, for checkers. Nil on the hot path.
-    public var tracer: (any EngineTracer)?
+    public var tracer: (any EngineTracer)? { unsafeAddress { tracerCell.readAddress } unsafeMutableAddress { tracerCell.address } }
+    let tracerCell = FixedCell<(any EngineTracer)?>(nil)
 
     public struct Stats: Sendable, Hashable {
         public var bodies = 0
@@ -168,47 +185,90 @@ public final class ServerEngine {
         self.log = log
         self.recoveryScratch = recoveryScratch
         let groups = layout.groupCount
-        ballots = layout.config.groups.map { Ballot(UInt32($0.count)) }
-        leaders = Array(repeating: 0, count: groups)
+        groupBallots = FixedTable(layout.config.groups.map { Ballot(UInt32($0.count)) })
+        groupLeaders = FixedTable(repeating: 0, count: groups)
         let senders = layout.config.senders.count
         let entries = senders * layout.slots
         let wide = entries * layout.maxDestinations
-        expected = Array(repeating: 0, count: senders)
-        present = Array(repeating: false, count: entries)
-        ids = Array(repeating: MessageID(rawValue: 0), count: entries)
-        dstCount = Array(repeating: 0, count: entries)
-        dsts = Array(repeating: GroupID(0), count: wide)
-        slotNumbers = Array(repeating: 0, count: wide)
-        timestamps = Array(repeating: .none, count: wide)
-        tsBallots = Array(repeating: .none, count: wide)
-        fastPathAcks = Array(repeating: 0, count: entries)
-        ordered = Array(repeating: false, count: entries)
-        pendingList = []
-        pendingList.reserveCapacity(entries)
+        expected = FixedTable(repeating: 0, count: senders)
+        present = FixedTable(repeating: false, count: entries)
+        ids = FixedTable(repeating: MessageID(rawValue: 0), count: entries)
+        dstCount = FixedTable(repeating: 0, count: entries)
+        dsts = FixedTable(repeating: GroupID(0), count: wide)
+        slotNumbers = FixedTable(repeating: 0, count: wide)
+        timestamps = FixedTable(repeating: .none, count: wide)
+        tsBallots = FixedTable(repeating: .none, count: wide)
+        fastPathAcks = FixedTable(repeating: 0, count: entries)
+        ordered = FixedTable(repeating: false, count: entries)
+        pendingList = FixedList(capacity: entries)
         heap = OrderHeap(capacity: entries)
-        leaderSeq = Array(repeating: 0, count: groups)
-        logNext = Array(repeating: 1, count: groups)
-        released = Array(repeating: 0, count: senders)
-        freed = Array(repeating: false, count: entries)
-        releasePending = Array(repeating: false, count: senders)
-        delivered = Array(repeating: false, count: entries)
-        senderCrashed = Array(repeating: false, count: senders)
-        relayRequested = Array(repeating: 0, count: entries)
-        relayHandled = Array(repeating: 0, count: entries * layout.servers.count)
-        lastSequence = Array(repeating: 0, count: senders)
-        accepted1A = ballots.map(\.rawValue)
-        changed = Array(repeating: false, count: groups)
-        followerReady = Array(repeating: true, count: layout.members(of: g).count)
-        leaderReady = Array(repeating: true, count: groups)
+        leaderSeq = FixedTable(repeating: 0, count: groups)
+        logNext = FixedTable(repeating: 1, count: groups)
+        released = FixedTable(repeating: 0, count: senders)
+        freed = FixedTable(repeating: false, count: entries)
+        releasePending = FixedTable(repeating: false, count: senders)
+        delivered = FixedTable(repeating: false, count: entries)
+        senderCrashed = FixedTable(repeating: false, count: senders)
+        relayRequested = FixedTable(repeating: 0, count: entries)
+        relayHandled = FixedTable(repeating: 0, count: entries * layout.servers.count)
+        lastSequence = FixedTable(repeating: 0, count: senders)
+        accepted1A = FixedTable(groupBallots.map(\.rawValue))
+        changed = FixedTable(repeating: false, count: groups)
+        followerReady = FixedTable(repeating: true, count: layout.groupSize(g))
+        leaderReady = FixedTable(repeating: true, count: groups)
+    }
+
+    deinit {
+        nowCell.deallocate()
+        clockCell.deallocate()
+        crashedCell.deallocate()
+        recoveryCell.deallocate()
+        crashedSendersCell.deallocate()
+        relaysInFlightCell.deallocate()
+        deferredReleasesCell.deallocate()
+        permissionRequestsCell.deallocate()
+        statsCell.deallocate()
+        tracerCell.deallocate()
+        groupBallots.deallocate()
+        groupLeaders.deallocate()
+        expected.deallocate()
+        present.deallocate()
+        ids.deallocate()
+        dstCount.deallocate()
+        dsts.deallocate()
+        slotNumbers.deallocate()
+        timestamps.deallocate()
+        tsBallots.deallocate()
+        fastPathAcks.deallocate()
+        ordered.deallocate()
+        pendingList.deallocate()
+        heap.deallocate()
+        leaderSeq.deallocate()
+        logNext.deallocate()
+        released.deallocate()
+        freed.deallocate()
+        releasePending.deallocate()
+        delivered.deallocate()
+        senderCrashed.deallocate()
+        relayRequested.deallocate()
+        relayHandled.deallocate()
+        lastSequence.deallocate()
+        accepted1A.deallocate()
+        changed.deallocate()
+        followerReady.deallocate()
+        leaderReady.deallocate()
     }
 
     /// Bytes of registered scratch memory the engine needs for recovery images.
     public static func recoveryScratchSize(_ layout: Layout) -> Int { layout.groupCount * layout.phase1bMailboxSize }
 
-    /// Outbox peer index of a server (its dense server index) and of a sender.
+    /// Outbox peer index of a server (its dense server index) and of a sender. `peer(server:)` hashes
+    /// the node id: the hot path uses ``Layout/servers(of:)`` and ``leaderPeer(of:)`` instead.
     @inline(__always) func peer(server node: NodeID) -> Int { layout.serverIndexOf[node]! }
     @inline(__always) func peer(sender index: Int) -> Int { layout.servers.count + index }
-    @inline(__always) func leader(of g: GroupID) -> NodeID { layout.config.groups[Int(g.rawValue)][leaders[Int(g.rawValue)]] }
+    @inline(__always) func leader(of g: GroupID) -> NodeID { layout.config.groups[Int(g.rawValue)][groupLeaders[Int(g.rawValue)]] }
+    /// Outbox peer (server index) of group `g`'s current leader.
+    @inline(__always) func leaderPeer(of g: GroupID) -> Int { layout.serverIndex(group: g, member: groupLeaders[Int(g.rawValue)]) }
 
     /// One round of work: take new bodies, apply log entries, detect ordered messages, deliver what
     /// can be delivered (calling `deliver` for each, in order; the payload is valid only during the
@@ -236,7 +296,7 @@ public final class ServerEngine {
             // by a newer ballot. Stop acting as leader now; the 1A in this memory says who leads.
             if status == .remoteAccessError {
                 stats.refusedWrites += 1
-                if leaders[Int(group.rawValue)] == member { deposed = true }
+                if groupLeaders[Int(group.rawValue)] == member { deposed = true }
             }
             return
         }
@@ -254,8 +314,9 @@ public final class ServerEngine {
 
     #if DEBUG
     func _checkInvariants() {
-        precondition(pendingList.count <= present.count)
+        pendingList._checkInvariants()
         for i in pendingList { precondition(present[Int(i)] && !ordered[Int(i)], "pending list holds a settled message") }
+        heap._checkInvariants()
         precondition(heap.count <= present.count)
     }
     #else
@@ -302,7 +363,7 @@ extension ServerEngine: CustomDebugStringConvertible {
     /// The engine's state in a few lines: for diagnosing a stalled simulation.
     public var debugDescription: String {
         var s = "\(me) (\(group), member \(member)\(isLeader ? ", leader" : "")) clock \(clock) ballots \(ballots.map(\.rawValue)) "
-        s += "expected \(expected) released \(released) logNext \(logNext) followerSeq \(followerSeq) leaderSeq \(leaderSeq) maxOwnLogTs \(maxOwnLogTs)"
+        s += "expected \(expected.array) released \(released.array) logNext \(logNext.array) followerSeq \(followerSeq) leaderSeq \(leaderSeq.array) maxOwnLogTs \(maxOwnLogTs)"
         s += " deposed \(deposed) recovery \(recovery.map { "ballot \($0.ballot.rawValue) finished \($0.finished) responded \($0.responded) bag \($0.bag.count)" + " unknown \($0.bag.filter { !$0.value.ts.isNone && !((present[$0.key] || delivered[$0.key]) && ids[$0.key] == $0.value.id) }.map { "\($0.key):\($0.value.id)@\($0.value.ts) held \(ids[$0.key])" })" } ?? "none") crashed \(crashed.map(\.rawValue).sorted())\n"
         for h in 0..<layout.groupCount {
             let p = log + layout.logOffset(group: GroupID(UInt8(h)), seq: logNext[h])
@@ -323,8 +384,8 @@ extension ServerEngine: CustomDebugStringConvertible {
             }
         }
         s += "  ordered heap: \(heap.count)\n"
-        for p in 0..<outbox.peers where outbox.pending(p) > 0 || outbox.enqueued[p] != outbox.retired(p) {
-            s += "  outbox peer \(p): enqueued \(outbox.enqueued[p]) posted \(outbox.posted[p]) retired \(outbox.retired(p))\n"
+        for p in 0..<outbox.peers where outbox.pending(p) > 0 || outbox.enqueued(p) != outbox.retired(p) {
+            s += "  outbox peer \(p): enqueued \(outbox.enqueued(p)) posted \(outbox.posted(p)) retired \(outbox.retired(p))\n"
         }
         return s
     }

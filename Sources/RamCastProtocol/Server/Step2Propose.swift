@@ -4,12 +4,12 @@ extension ServerEngine {
     /// Room for a proposal's writes. Writes to peers known to be gone are dropped by the outbox,
     /// which always has room for them.
     func hasRoomToPropose(_ base: UnsafeRawPointer, destinationCount: Int) -> Bool {
-        for (i, follower) in layout.members(of: group).enumerated() where i != member {
-            if !outbox.hasRoom(peer(server: follower)) { return false }
+        for follower in layout.servers(of: group) where follower != serverIndex {
+            if !outbox.hasRoom(follower) { return false }
         }
         for j in 0..<destinationCount {
             let h = MessageSlot.destination(base, j)
-            if h != group, !outbox.hasRoom(peer(server: leader(of: h))) { return false }
+            if h != group, !outbox.hasRoom(leaderPeer(of: h)) { return false }
         }
         return true
     }
@@ -32,7 +32,7 @@ extension ServerEngine {
             clock += 1
             ts = Timestamp(clock: clock, group: group)
         }
-        let ballot = ballots[Int(group.rawValue)]
+        let ballot = groupBallots[Int(group.rawValue)]
         let j = destinationIndex(index, group)!
         timestamps[index * maxDst + j] = ts
         tsBallots[index * maxDst + j] = ballot
@@ -56,8 +56,9 @@ extension ServerEngine {
     /// follower that joins late is replayed.
     func emitToFollowers(_ entry: LogEntry, id: UInt64 = 0, signal: Bool = false) {
         entry.encode(into: log + layout.logOffset(group: group, seq: entry.seq))
-        for (i, follower) in layout.members(of: group).enumerated() where i != member && followerReady[i] {
-            outbox.enqueue(peer(server: follower), region: Layout.logRegion,
+        let first = layout.serverIndex(group: group, member: 0)
+        for follower in layout.servers(of: group) where follower != serverIndex && followerReady[follower - first] {
+            outbox.enqueue(follower, region: Layout.logRegion,
                            offset: layout.logOffset(group: group, seq: entry.seq), length: LogEntry.wireSize,
                            id: id, signal: signal) { entry.encode(into: $0) }
         }
@@ -70,7 +71,7 @@ extension ServerEngine {
         leaderSeq[hi] &+= 1
         var e = entry
         e.seq = leaderSeq[hi]
-        outbox.enqueue(peer(server: leader(of: h)), region: Layout.logRegion,
+        outbox.enqueue(leaderPeer(of: h), region: Layout.logRegion,
                        offset: layout.logOffset(group: group, seq: e.seq), length: LogEntry.wireSize) { e.encode(into: $0) }
     }
 
@@ -79,7 +80,7 @@ extension ServerEngine {
         let maxDst = layout.maxDestinations
         let j = destinationIndex(index, group)!
         followerSeq &+= 1
-        let entry = LogEntry(seq: followerSeq, ballot: ballots[Int(group.rawValue)], tsBallot: tsBallots[index * maxDst + k],
+        let entry = LogEntry(seq: followerSeq, ballot: groupBallots[Int(group.rawValue)], tsBallot: tsBallots[index * maxDst + k],
                              timestamp: timestamps[index * maxDst + k], message: ids[index], sender: UInt16(index / layout.slots),
                              slot: slotNumbers[index * maxDst + j], group: dsts[index * maxDst + k], kind: .forward)
         emitToFollowers(entry)

@@ -102,7 +102,7 @@ extension ServerEngine {
     private func nextEntry(_ h: GroupID) -> LogEntry? {
         let seq = logNext[Int(h.rawValue)]
         guard let e = LogEntry.read(log + layout.logOffset(group: h, seq: seq), expected: seq),
-              e.ballot == ballots[Int(h.rawValue)] else { return nil }
+              e.ballot == groupBallots[Int(h.rawValue)] else { return nil }
         return e
     }
 
@@ -136,8 +136,8 @@ extension ServerEngine {
     }
 
     private func hasRoomToForward() -> Bool {
-        for (i, follower) in layout.members(of: group).enumerated() where i != member {
-            if !outbox.hasRoom(peer(server: follower)) { return false }
+        for follower in layout.servers(of: group) where follower != serverIndex {
+            if !outbox.hasRoom(follower) { return false }
         }
         return true
     }
@@ -149,7 +149,7 @@ extension ServerEngine {
         var f = e
         f.seq = followerSeq
         f.kind = .forward
-        f.ballot = ballots[Int(group.rawValue)]
+        f.ballot = groupBallots[Int(group.rawValue)]
         f.slot = UInt16(slotNumber(index, in: group)!)
         emitToFollowers(f)
         tracer?.forwarded(f, by: me)
@@ -159,8 +159,8 @@ extension ServerEngine {
     private func hasRoomToAck(_ index: Int) -> Bool {
         let maxDst = layout.maxDestinations
         for j in 0..<Int(dstCount[index]) {
-            for q in layout.members(of: dsts[index * maxDst + j]) where q != me {
-                if !outbox.hasRoom(peer(server: q)) { return false }
+            for q in layout.servers(of: dsts[index * maxDst + j]) where q != serverIndex {
+                if !outbox.hasRoom(q) { return false }
             }
         }
         return true
@@ -176,11 +176,11 @@ extension ServerEngine {
             let h = dsts[index * maxDst + j]
             let slot = Int(slotNumbers[index * maxDst + j])
             let offset = layout.ackOffset(slotOffset: layout.slotOffset(sender: sender, slot: slot), server: serverIndex)
-            for q in layout.members(of: h) {
-                if q == me {
+            for q in layout.servers(of: h) {
+                if q == serverIndex {
                     RemoteMemory.storeReleasing(word, at: ring + offset)
                 } else {
-                    outbox.enqueue(peer(server: q), region: Layout.ringRegion, offset: offset, length: 8) {
+                    outbox.enqueue(q, region: Layout.ringRegion, offset: offset, length: 8) {
                         $0.storeBytes(of: word, as: UInt64.self)
                     }
                 }

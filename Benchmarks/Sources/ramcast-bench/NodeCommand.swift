@@ -96,7 +96,7 @@ struct NodeRunner {
 
     func run() throws -> BenchResult {
         let c = command
-        try LeaderRecovery.check(c.output.crashLeaderAfter)
+        if c.output.crashLeaderAfter != nil { throw BenchError("--crash-leader-after is not supported in node mode yet; use `local`") }
         let file: ClusterConfiguration
         do {
             file = try ClusterConfiguration.load(path: c.config)

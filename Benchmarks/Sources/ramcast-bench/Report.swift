@@ -38,7 +38,8 @@ enum Report {
         rows.append(("CPU", "\(r.cpu.percent.fixed(1))% of wall (user \(r.cpu.userPercent.fixed(1))%, sys \(r.cpu.systemPercent.fixed(1))%)"))
         if !r.crashedProcesses.isEmpty {
             rows.append(("crashed", r.crashedProcesses.map { "node \($0)" }.joined(separator: ", ")
-                         + (r.failoverMs.map { ", failover \($0.short) ms" } ?? "")))
+                         + (r.failoverMs.map { ", failover \($0.short) ms" } ?? ", no delivery under a new leader seen here")
+                         + (r.messagesPerSecondAroundCrash.map { "   (msgs/s before the crash \($0.before.grouped), after \($0.after.grouped))" } ?? "")))
         }
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { "  " + pad($0.0, width, right: true) + "  " + $0.1 }.joined(separator: "\n")

@@ -83,6 +83,10 @@ final class Poller {
     private var stopped: [Bool] = []
     private var crashed: [Bool] = []
     private var remoteCrashSeen = false
+    /// Per local node: consecutive rounds whose posts hit a dead connection.
+    private var deadPosts: [Int] = []
+    /// Posts that hit a dead connection, over the run (see ``run()``).
+    private(set) var connectionErrors = 0
     private var backoff: IdleBackoff
     private let payload: PayloadBuffer
     private let stopPayload: PayloadBuffer
@@ -172,6 +176,7 @@ final class Poller {
         deliveredAtEnd = Array(repeating: 0, count: nodes.count)
         crashed = Array(repeating: false, count: nodes.count)
         stopped = Array(repeating: false, count: nodes.count)
+        deadPosts = Array(repeating: 0, count: nodes.count)
     }
 
     func close() {
@@ -201,6 +206,16 @@ final class Poller {
             for (i, node) in nodes.enumerated() where !stopped[i] {
                 do {
                     progress = try node.pump { d in self.onDelivery(d) } || progress
+                    deadPosts[i] = 0
+                } catch where error.isDeadConnection && deadPosts[i] < 10_000 {
+                    // A post on a connection that died after this round's events were taken (over
+                    // RDMA, a permission change during a leader change takes over the endpoint's
+                    // pending disconnects): the writes are lost as if in flight, the next round's
+                    // events report the disconnect, and ProcessNode reconnects or gives the peer up.
+                    // RamCastRuntime's polling loop goes on likewise. Only endless repeats are fatal.
+                    deadPosts[i] += 1
+                    connectionErrors += 1
+                    progress = true
                 } catch {
                     // Multi-process servers linger after the last stop message while peers exit:
                     // a connection to a process that is gone may fail then, harmlessly.
@@ -459,4 +474,14 @@ final class Poller {
     /// Local nodes crashed by the plan.
     var crashedNodes: [NodeID] { nodes.enumerated().filter { crashed[$0.offset] }.map(\.element.id) }
     func isCrashed(_ node: ProcessNode) -> Bool { nodes.firstIndex { $0 === node }.map { crashed[$0] } ?? false }
+}
+
+extension FabricError {
+    /// A post refused because its connection died (its disconnect is reported by the next events).
+    var isDeadConnection: Bool {
+        switch self {
+        case .connectionInErrorState, .unknownConnection: true
+        default: false
+        }
+    }
 }

@@ -225,7 +225,8 @@ final class Poller {
             }
             if byReleases { progress = checkReleases() || progress }
             if crashPlan != nil { crashIfDue() }
-            if crashIsRemote, !remoteCrashSeen { watchTarget() }
+            // Not while lingering: peers that finished close their endpoints then.
+            if crashIsRemote, !remoteCrashSeen, !state.lingering.load(ordering: .relaxed) { watchTarget() }
             if progress { backoff.progress() } else { backoff.idle() }
             rounds &+= 1
             if publishLive, rounds & 1023 == 0 {

@@ -23,10 +23,16 @@ enum LeaderCrash {
         guard n >= 1 else { throw ValidationError("--crash-leader-after must be at least 1, got \(n)") }
     }
 
-    /// Group 0 must keep a majority after losing its leader.
-    static func check(_ crashAfter: Int?, groupSize: Int) throws {
-        guard crashAfter != nil, groupSize < 3 else { return }
-        throw BenchError("--crash-leader-after needs at least 3 processes in group 0 (it has \(groupSize)): a group of \(groupSize) has no majority left once its leader crashed")
+    /// Leader recovery is part of the full protocol, and group 0 must keep a majority after losing
+    /// its leader.
+    static func check(_ crashAfter: Int?, groupSize: Int, steps: Int) throws {
+        guard crashAfter != nil else { return }
+        guard steps == 3 else {
+            throw BenchError("--crash-leader-after needs --steps 3 (got \(steps)): leader recovery belongs to the full protocol; a --steps 2 run stalls after the crash, and --steps 1 has no leader work to take over")
+        }
+        guard groupSize >= 3 else {
+            throw BenchError("--crash-leader-after needs at least 3 processes in group 0 (it has \(groupSize)): a group of \(groupSize) has no majority left once its leader crashed")
+        }
     }
 
     /// After the run: say so if the crash never happened, and list the crashed process in the

@@ -9,7 +9,7 @@ import RamCastProtocol
 enum LocalRunner {
     static func run(cluster: ClusterOptions, load: LoadOptions, fabric: FabricOptions, output: OutputOptions,
                     printBanner: Bool = true) throws -> BenchResult {
-        try LeaderCrash.check(output.crashLeaderAfter, groupSize: cluster.processes)
+        try LeaderCrash.check(output.crashLeaderAfter, groupSize: cluster.processes, steps: cluster.steps)
         var spec = RunSpec(mode: "local", cluster: cluster, load: load, fabric: fabric, output: output)
         let layout: Layout
         do {

@@ -115,7 +115,7 @@ struct NodeRunner {
         } catch {
             throw BenchError("\(c.config): \(error)")
         }
-        try LeaderCrash.check(c.output.crashLeaderAfter, groupSize: layout.config.groups[0].count)
+        try LeaderCrash.check(c.output.crashLeaderAfter, groupSize: layout.config.groups[0].count, steps: c.steps)
         let me = NodeID(c.id)
         let isSender = layout.senderIndexOf[me] != nil
         guard isSender || layout.groupOf[me] != nil else {

@@ -3,8 +3,9 @@
 # (Scripts/rxe-vm.sh): perftest's ib_write_lat and ib_write_bw (64 B, inline and not), then
 # `ramcast-bench local --fabric rdma` for step 1, steps 1-2 and steps 1-3, for 1 group of 3 and for
 # 2 groups of 3 (every message to both), each measured twice: throughput with 8 messages outstanding,
-# latency with 1. Then (unless --no-multi) a multi-process run: 2 groups x 3 members and 2 senders,
-# each its own OS process (`ramcast-bench node`), delivery logs checked.
+# latency with 1; then a leader crash (2 groups of 3, --crash-leader-after 300 of 2000 messages,
+# delivery logs checked) for the failover time. Then (unless --no-multi) a multi-process run: 2 groups
+# x 3 members and 2 senders, each its own OS process (`ramcast-bench node`), delivery logs checked.
 #
 #   usage: Scripts/bench-rxe.sh [--no-multi] [--multi-only] [--duration SECONDS]
 #   env:   RAMCAST_BENCH_BIN=path   use this (release) ramcast-bench instead of building it
@@ -39,7 +40,7 @@ if [[ ${1:-} == --inside ]]; then
     port=$((port + 20))
     timeout 120 "$bin" local --fabric rdma --device "$dev" --cm-port "$port" --quiet --no-progress \
       --json "$out/$name.json" "$@" >"$out/$name.txt" 2>&1 || log "$name failed (rc $?, see $out/$name.txt)"
-    log "$name: $(grep -E 'throughput|latency' "$out/$name.txt" | head -2 | tr -s ' ' | tr '\n' ' ')"
+    log "$name: $(grep -E 'throughput|latency|crashed' "$out/$name.txt" | head -3 | tr -s ' ' | tr '\n' ' ')"
   }
   if [[ $what != multi-only ]]; then
     log "perftest on $dev ($ip), 64-byte writes"
@@ -53,6 +54,8 @@ if [[ ${1:-} == --inside ]]; then
         bench "lat-g$g-s$s" --groups "$g" --processes 3 --destinations "$g" --steps "$s" --outstanding 1 --duration "$dur" --warmup 0.5
       done
     done
+    bench crash-g2 --groups 2 --processes 3 --destinations 2 --messages 2000 --crash-leader-after 300 --delivery-log "$out/crash-logs"
+    "$bin" check "$out/crash-logs" >"$out/crash-check.txt" 2>&1 || log "the crash run's delivery logs do NOT check clean (see $out/crash-check.txt)"
   fi
   if [[ $what != no-multi ]]; then
     log "multi-process: 2 groups x 3 members + 2 senders, one OS process each"
@@ -165,6 +168,19 @@ if what != "multi-only":
         print(f"  {name}: full protocol / step 1 throughput {fmt(r1, 2)} (target >= 0.7)")
         print(f"            p50 latency / ib_write_lat t_typical {fmt(r2, 1)} (target <= {target})")
         print(f"            busiest process writes/s / ib_write_bw {fmt(r3, 2)}; all processes' writes/s / ib_write_bw {fmt(r4, 2)}")
+    c = load("crash-g2")
+    try:
+        check = open(os.path.join(out, "crash-check.txt")).read().strip().splitlines()[-1]
+    except (OSError, IndexError):
+        check = "no check output"
+    print("\nleader crash (2 groups x 3, 2 dst, group 0's leader crashed after 300 deliveries of 2,000 messages):")
+    if c:
+        around = ""
+        if c.get("messages_per_second_before_crash") is not None:
+            around = f"; msgs/s before the crash {fmt(c['messages_per_second_before_crash'], 0)}, after {fmt(c['messages_per_second_after_crash'], 0)}"
+        print(f"  crashed {c['crashed_processes']}, failover_ms {fmt(c['failover_ms'], 1)}{around}; {check}")
+    else:
+        print(f"  no result (see {out}/crash-g2.txt)")
 if what != "no-multi":
     mp = os.path.join(out, "multi")
     print("\nmulti-process (2 groups x 3 + 2 senders, one OS process each, steps 1-3):")

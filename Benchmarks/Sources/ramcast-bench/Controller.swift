@@ -37,7 +37,18 @@ struct MeasuredWindow {
     var end: UInt64
     var cpu: CPUUse
     var messages: Int
+    /// ``RunState/completedTotal`` at `start`.
+    var completedAtStart = 0
     var seconds: Double { Double(end &- start) / 1e9 }
+
+    /// `--crash-leader-after`, when the crash fell inside the window: messages per second completed
+    /// before it and after it.
+    func throughputAroundCrash(_ state: RunState) -> (before: Double, after: Double)? {
+        let at = state.crashedAt.load(ordering: .relaxed)
+        guard at > start, at < end else { return nil }
+        let before = state.completedAtCrash.load(ordering: .relaxed) - completedAtStart
+        return (Double(before) / (Double(at - start) / 1e9), Double(messages - before) / (Double(end - at) / 1e9))
+    }
 }
 
 /// The live progress line on standard error: rewritten in place on a terminal, one line a second
@@ -153,7 +164,7 @@ struct Controller {
             let cpu1 = CPUTimes.now()
             let done = state.completedTotal.load(ordering: .acquiring) - first
             state.set(.drain)
-            window = MeasuredWindow(start: t0, end: t1, cpu: use(cpu0, cpu1, t0, nowNanos()), messages: done)
+            window = MeasuredWindow(start: t0, end: t1, cpu: use(cpu0, cpu1, t0, nowNanos()), messages: done, completedAtStart: first)
         } else {
             let first = state.completedTotal.load(ordering: .acquiring)
             let cpu0 = CPUTimes.now()
@@ -164,7 +175,7 @@ struct Controller {
             let done = state.completedTotal.load(ordering: .acquiring) - first
             let cpu1 = CPUTimes.now()
             state.set(.drain)
-            window = MeasuredWindow(start: t0, end: t1, cpu: use(cpu0, cpu1, t0, t1), messages: done)
+            window = MeasuredWindow(start: t0, end: t1, cpu: use(cpu0, cpu1, t0, t1), messages: done, completedAtStart: first)
         }
         try wait(phase: "draining", from: window.start, total: nil) { state.completedTotal.load(ordering: .acquiring) >= state.sentTotal }
         return window

@@ -1,6 +1,8 @@
 import ArgumentParser
+import Foundation
 import Logging
 import RamCast
+import RamCastChecker
 import RamCastFabric
 import RamCastInProcess
 import RamCastProtocol
@@ -12,17 +14,49 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// `--crash-leader-after`: the flag is parsed and plumbed through the poller (see ``CrashPlan``), and
-/// the library recovers leaders (see Scripts/failover-rxe.sh), but this benchmark's run loop does
-/// not get past the crash yet: a local run stalls after it. Flip this once it does.
-enum LeaderRecovery {
-    static let isAvailable = false
-
-    static func check(_ crashAfter: Int?) throws {
+/// `--crash-leader-after N`: group 0's first leader is crashed after it delivered N messages (see
+/// ``CrashPlan``), the survivors elect a new leader and the run goes on. A message the crashed
+/// process had not delivered is no longer required of it (``RunState/crashTarget(at:)``).
+enum LeaderCrash {
+    static func validate(_ crashAfter: Int?) throws {
         guard let n = crashAfter else { return }
-        guard n >= 1 else { throw ValidationError("--crash-leader-after must be at least 1") }
-        guard isAvailable else {
-            throw BenchError("--crash-leader-after is not supported by ramcast-bench yet: its run loop stalls after the crash. Leader recovery itself works: Scripts/failover-rxe.sh kills a leader process mid-stream and reports the failover time.")
+        guard n >= 1 else { throw ValidationError("--crash-leader-after must be at least 1, got \(n)") }
+    }
+
+    /// Leader recovery is part of the full protocol, and group 0 must keep a majority after losing
+    /// its leader.
+    static func check(_ crashAfter: Int?, groupSize: Int, steps: Int) throws {
+        guard crashAfter != nil else { return }
+        guard steps == 3 else {
+            throw BenchError("--crash-leader-after needs --steps 3 (got \(steps)): leader recovery belongs to the full protocol; a --steps 2 run stalls after the crash, and --steps 1 has no leader work to take over")
+        }
+        guard groupSize >= 3 else {
+            throw BenchError("--crash-leader-after needs at least 3 processes in group 0 (it has \(groupSize)): a group of \(groupSize) has no majority left once its leader crashed")
+        }
+    }
+
+    /// After the run: say so if the crash never happened, and list the crashed process in the
+    /// delivery log's cluster.json, so that the checker does not require of it what it missed.
+    static func finish(_ r: BenchResult, after n: Int, target: NodeID, layout: Layout, deliveryLog: String?) throws {
+        if r.crashedProcesses.isEmpty {
+            writeStderr("ramcast-bench: note: node \(target.rawValue) (group 0's leader) delivered fewer than \(n) messages, so it was never crashed; lower --crash-leader-after\n")
+        }
+        guard let dir = deliveryLog, !r.crashedProcesses.isEmpty else { return }
+        try markCrashed(r.crashedProcesses, in: dir, layout: layout)
+    }
+
+    /// Rewrites `DIR/cluster.json` (written by ``DeliveryLogWriter``) with `crashed` filled in.
+    static func markCrashed(_ crashed: [UInt32], in dir: String, layout: Layout) throws {
+        var membership: [RamCastChecker.GroupID: [ProcessID]] = [:]
+        for (g, members) in layout.config.groups.enumerated() {
+            membership[RamCastChecker.GroupID(UInt32(g))] = members.map { ProcessID($0.rawValue) }
+        }
+        let text = DeliveryLog.clusterFile(membership: try Membership(groups: membership), crashed: crashed.map(ProcessID.init(rawValue:)))
+        let path = dir + "/" + DeliveryLog.clusterFileName
+        do {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            throw BenchError("cannot record the crash in \(path): \(error)")
         }
     }
 }

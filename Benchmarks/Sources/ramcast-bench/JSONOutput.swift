@@ -149,6 +149,8 @@ extension BenchResult {
                              ("system_seconds", .number(cpu.system)), ("wall_seconds", .number(cpu.wall))])),
             ("crashed_processes", .array(crashedProcesses.map { .int(Int($0)) })),
             ("failover_ms", failoverMs.map { .number($0) } ?? .null),
+            ("messages_per_second_before_crash", messagesPerSecondAroundCrash.map { .number($0.before) } ?? .null),
+            ("messages_per_second_after_crash", messagesPerSecondAroundCrash.map { .number($0.after) } ?? .null),
             ("processes", .array(processes.map(\.json))),
             ("config", spec.json),
         ]

@@ -9,7 +9,7 @@ import RamCastProtocol
 enum LocalRunner {
     static func run(cluster: ClusterOptions, load: LoadOptions, fabric: FabricOptions, output: OutputOptions,
                     printBanner: Bool = true) throws -> BenchResult {
-        try LeaderRecovery.check(output.crashLeaderAfter)
+        try LeaderCrash.check(output.crashLeaderAfter, groupSize: cluster.processes, steps: cluster.steps)
         var spec = RunSpec(mode: "local", cluster: cluster, load: load, fabric: fabric, output: output)
         let layout: Layout
         do {
@@ -21,7 +21,9 @@ enum LocalRunner {
             throw BenchError("--payload \(spec.payload) does not fit a \(spec.slotSize)-byte slot (at most \(layout.maxPayload) bytes); raise --slot-size")
         }
         let (factory, crash) = try Fabrics.local(fabric, layout: layout, spec: &spec)
-        let state = RunState(senders: spec.senders, window: layout.senderStagingCount, pollers: spec.pollers)
+        let leader = layout.config.groups[0][0]
+        let state = RunState(senders: spec.senders, window: layout.senderStagingCount, pollers: spec.pollers,
+                             crashGroup: output.crashLeaderAfter == nil ? nil : 0)
         let table = DestinationTable(groups: spec.groups, mix: spec.destinations)
         let progress = ProgressLine(enabled: output.showProgress)
         let everyone = layout.servers + layout.config.senders
@@ -33,9 +35,9 @@ enum LocalRunner {
             if let dir = output.deliveryLog {
                 poller.log = try DeliveryLogWriter(directory: dir, layout: layout, local: local)
             }
-            let leader = layout.config.groups[0][0]
-            if let n = output.crashLeaderAfter, local.contains(leader) {
-                poller.crashPlan = CrashPlan(target: leader, after: n, crash: crash)
+            if let n = output.crashLeaderAfter {
+                poller.crashTarget = leader
+                if local.contains(leader) { poller.crashPlan = CrashPlan(target: leader, after: n, crash: crash) }
             }
             pollers.append(poller)
             assignments.append(local)
@@ -70,7 +72,13 @@ enum LocalRunner {
         for p in pollers { p.close() }
         if let e = state.error ?? failure { throw e }
         spec.setupSeconds = pollers.map(\.setupSeconds).max() ?? 0
-        return result(spec: spec, pollers: pollers, window: window!, latencyPoint: LatencyPoint.description)
+        var r = result(spec: spec, pollers: pollers, window: window!, latencyPoint: LatencyPoint.description)
+        r.failoverMs = state.failoverMilliseconds
+        r.messagesPerSecondAroundCrash = window!.throughputAroundCrash(state)
+        if let n = output.crashLeaderAfter {
+            try LeaderCrash.finish(r, after: n, target: leader, layout: layout, deliveryLog: output.deliveryLog)
+        }
+        return r
     }
 
     static func result(spec: RunSpec, pollers: [Poller], window: MeasuredWindow, latencyPoint: String,
@@ -84,7 +92,8 @@ enum LocalRunner {
         var processes: [ProcessResult] = []
         for p in pollers {
             for (node, writes, messages) in p.measuredCounts() {
-                let role = node.sender != nil ? "sender" : (node.server!.isLeader ? "leader" : "follower")
+                let role = p.isCrashed(node) ? "crashed"
+                    : node.sender != nil ? "sender" : (node.server!.isLeader ? "leader" : "follower")
                 processes.append(ProcessResult(id: node.id.rawValue, role: role,
                                                group: node.server.map { Int($0.group.rawValue) },
                                                writes: writes, messages: messages))

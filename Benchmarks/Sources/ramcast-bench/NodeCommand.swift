@@ -26,6 +26,11 @@ struct Node: ParsableCommand {
             destination group (delivery plus one write back), so no clock is shared between machines.
             The cluster shape, ring, inline and signaling settings come from the file; --steps,
             --payload and --destinations must be the same in every process.
+            --crash-leader-after N, given to every process: group 0's first leader closes its
+            endpoint once it delivered N messages (its peers see its connections die, as after
+            kill -9) and exits with its report; the others list it in crashed_processes, and group
+            0's new leader reports failover_ms, measured there from the moment its connection to
+            the old leader died (machines share no clock) to its first delivery as leader.
             """)
 
     @Option(help: "Cluster file (ClusterConfiguration JSON: groups with member ids and host:port, senders, ring, rdma).")
@@ -96,7 +101,6 @@ struct NodeRunner {
 
     func run() throws -> BenchResult {
         let c = command
-        try LeaderRecovery.check(c.output.crashLeaderAfter)
         let file: ClusterConfiguration
         do {
             file = try ClusterConfiguration.load(path: c.config)
@@ -111,6 +115,7 @@ struct NodeRunner {
         } catch {
             throw BenchError("\(c.config): \(error)")
         }
+        try LeaderCrash.check(c.output.crashLeaderAfter, groupSize: layout.config.groups[0].count, steps: c.steps)
         let me = NodeID(c.id)
         let isSender = layout.senderIndexOf[me] != nil
         guard isSender || layout.groupOf[me] != nil else {
@@ -153,6 +158,19 @@ struct NodeRunner {
                             byReleases: isSender, countStops: !isSender, publishLive: progress.enabled)
         poller.quotaPerSender = c.load.messages
         if let dir = c.output.deliveryLog { poller.log = try DeliveryLogWriter(directory: dir, layout: layout, local: [me]) }
+        // --crash-leader-after (given to every process): group 0's first leader crashes itself (closes
+        // its endpoint: its peers see its connections die, as after kill -9, and cannot reconnect);
+        // the others learn of it when their connection to it is gone for good.
+        let crashTarget = layout.config.groups[0][0]
+        let crashesItself = c.output.crashLeaderAfter != nil && me == crashTarget
+        if let n = c.output.crashLeaderAfter {
+            poller.crashTarget = crashTarget
+            if crashesItself {
+                poller.crashPlan = CrashPlan(target: me, after: n) { node in node.driver.endpoint.close() }
+            } else {
+                poller.crashIsRemote = true
+            }
+        }
         let log = Fabrics.logger()
         let thread = JoinableThread(name: "ramcast-poller") {
             do {
@@ -190,8 +208,13 @@ struct NodeRunner {
                 try controller.wait(phase: "stopping", from: start, total: nil) { state.stopsDone.load(ordering: .acquiring) >= 1 }
                 note("stop messages delivered everywhere")
             } else {
-                window = try serve(controller: controller, state: state, senders: layout.config.senders.count, progress: progress)
-                note("stop messages from every sender delivered; lingered \(c.linger.trim) s")
+                window = try serve(controller: controller, state: state, senders: layout.config.senders.count, progress: progress,
+                                   crashesItself: crashesItself)
+                if crashesItself, state.targetCrashed.load(ordering: .acquiring) {
+                    note("crashed itself (--crash-leader-after) after \(poller.delivered.first ?? 0) deliveries")
+                } else {
+                    note("stop messages from every sender delivered; lingered \(c.linger.trim) s")
+                }
             }
         } catch {
             failure = error
@@ -201,15 +224,28 @@ struct NodeRunner {
         interrupted.store(true, ordering: .relaxed)
         watchdog?.join()
         progress.clear()
+        if poller.connectionErrors > 0 { note("\(poller.connectionErrors) post(s) hit a connection that had just died (recovered)") }
         note("closing the endpoint")
         poller.close()
         note("closed")
         if let e = state.error ?? failure { throw e }
 
         spec.setupSeconds = poller.setupSeconds
+        let crashedHere = crashesItself && state.targetCrashed.load(ordering: .acquiring)
         var r = LocalRunner.result(spec: spec, pollers: [poller], window: window!,
-                                   latencyPoint: isSender ? LatencyPoint.nodeDescription : "-", process: (c.id, role))
+                                   latencyPoint: isSender ? LatencyPoint.nodeDescription : "-",
+                                   process: (c.id, crashedHere ? "crashed" : role))
         r.processes = r.processes.filter { $0.id == c.id }
+        if let n = c.output.crashLeaderAfter {
+            if state.targetCrashed.load(ordering: .acquiring) { r.crashedProcesses = [crashTarget.rawValue] }
+            r.failoverMs = state.failoverMilliseconds
+            if isSender { r.messagesPerSecondAroundCrash = window!.throughputAroundCrash(state) }
+            if crashesItself {
+                try LeaderCrash.finish(r, after: n, target: crashTarget, layout: layout, deliveryLog: c.output.deliveryLog)
+            } else if let dir = c.output.deliveryLog, !r.crashedProcesses.isEmpty {
+                try LeaderCrash.markCrashed(r.crashedProcesses, in: dir, layout: layout)
+            }
+        }
         if !isSender {
             let delivered = r.processes.first?.messages ?? 0
             let active = Double(poller.lastDeliveryAt &- poller.firstDeliveryAt) / 1e9
@@ -221,7 +257,8 @@ struct NodeRunner {
     }
 
     /// Group members: measure until a stop message from every sender was delivered here, then linger.
-    private func serve(controller: Controller, state: RunState, senders: Int, progress: ProgressLine) throws -> MeasuredWindow {
+    private func serve(controller: Controller, state: RunState, senders: Int, progress: ProgressLine,
+                       crashesItself: Bool) throws -> MeasuredWindow {
         let cpu0 = CPUTimes.now()
         let t0 = nowNanos()
         state.set(.measure)
@@ -229,6 +266,12 @@ struct NodeRunner {
         while state.stopsDelivered.load(ordering: .acquiring) < senders {
             if let e = state.error { throw e }
             if stopRequested() { break }
+            if crashesItself, state.targetCrashed.load(ordering: .acquiring) {
+                // This process is the crashed leader: it is out of the run, nothing to linger for.
+                let t1 = nowNanos()
+                state.set(.drain)
+                return MeasuredWindow(start: t0, end: t1, cpu: controller.use(cpu0, CPUTimes.now(), t0, t1), messages: 0)
+            }
             if progress.enabled, nowNanos() - lastLine > 1_000_000_000 {
                 lastLine = nowNanos()
                 let line = "[\(pad((Double(lastLine - t0) / 1e9).fixed(1), 5)) s  serving]  delivered \(state.deliveredTotal.load(ordering: .relaxed).grouped), stop messages \(state.stopsDelivered.load(ordering: .relaxed)) of \(senders)"

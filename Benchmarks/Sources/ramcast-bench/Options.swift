@@ -184,11 +184,15 @@ struct OutputOptions: ParsableArguments {
     @Option(help: "Write JSON-lines delivery logs to this directory; check them afterwards with `ramcast-check DIR`.")
     var deliveryLog: String?
 
-    @Option(help: "Crash group 0's leader after it delivered N messages, keep the run going and report the failover time.")
+    @Option(help: "Crash group 0's leader once it delivered N messages, keep the run going and report the failover time (to the first delivery under the new leader).")
     var crashLeaderAfter: Int?
 
     @Flag(help: "Print only the results table (no banner).")
     var quiet: Bool = false
 
     var showProgress: Bool { progress ?? stderrIsTTY }
+
+    mutating func validate() throws {
+        try LeaderCrash.validate(crashLeaderAfter)
+    }
 }

@@ -37,10 +37,12 @@ final class SenderState {
     }
 }
 
-/// What would crash group 0's leader for `--crash-leader-after` (see ``LeaderRecovery``).
+/// `--crash-leader-after`: crash group 0's first leader once it delivered `after` messages. The
+/// poller that hosts the target carries out the plan; every poller watches for the failover.
 struct CrashPlan {
     var target: NodeID
     var after: Int
+    /// Ends the target as a crash would: its peers see its connections die and cannot reconnect.
     var crash: (ProcessNode) -> Void
 }
 
@@ -59,7 +61,14 @@ final class Poller {
     let countStops: Bool
     let publishLive: Bool
     var log: DeliveryLogWriter?
+    /// Set on the poller that hosts the crash target (it crashes it).
     var crashPlan: CrashPlan?
+    /// `--crash-leader-after`: the process to be crashed, set on every poller (its deliveries are
+    /// tracked, and group 0's deliveries are watched for the failover).
+    var crashTarget: NodeID?
+    /// Multi-process runs: the target is in another OS process; this one learns of the crash when
+    /// its connection to the target dies for good (see ``watchTarget()``).
+    var crashIsRemote = false
     /// Multi-process senders: messages each local sender sends in the measured phase (--messages is
     /// then per sender), instead of splitting --messages over all senders.
     var quotaPerSender: Int?
@@ -70,7 +79,14 @@ final class Poller {
     private var slotOfNode: [Int32] = []
     private var senderOfNode: [Int32] = []
     private var isDesignated: [Bool] = []
+    /// Local nodes no longer pumped: crashed on purpose (`crashed`), or failed while lingering.
+    private var stopped: [Bool] = []
     private var crashed: [Bool] = []
+    private var remoteCrashSeen = false
+    /// Per local node: consecutive rounds whose posts hit a dead connection.
+    private var deadPosts: [Int] = []
+    /// Posts that hit a dead connection, over the run (see ``run()``).
+    private(set) var connectionErrors = 0
     private var backoff: IdleBackoff
     private let payload: PayloadBuffer
     private let stopPayload: PayloadBuffer
@@ -85,8 +101,6 @@ final class Poller {
     private(set) var setupSeconds: Double = 0
     private(set) var firstDeliveryAt: UInt64 = 0
     private(set) var lastDeliveryAt: UInt64 = 0
-    private(set) var crashedAt: UInt64 = 0
-    private(set) var failoverAt: UInt64 = 0
 
     /// Latency (ns) at the designated process, and until every destination delivered.
     var latency: Histogram<UInt64>
@@ -161,6 +175,8 @@ final class Poller {
         deliveredAtStart = Array(repeating: 0, count: nodes.count)
         deliveredAtEnd = Array(repeating: 0, count: nodes.count)
         crashed = Array(repeating: false, count: nodes.count)
+        stopped = Array(repeating: false, count: nodes.count)
+        deadPosts = Array(repeating: 0, count: nodes.count)
     }
 
     func close() {
@@ -187,18 +203,30 @@ final class Poller {
             case .stopping: progress = try sendStops()
             default: break
             }
-            for (i, node) in nodes.enumerated() where !crashed[i] {
+            for (i, node) in nodes.enumerated() where !stopped[i] {
                 do {
                     progress = try node.pump { d in self.onDelivery(d) } || progress
+                    deadPosts[i] = 0
+                } catch where error.isDeadConnection && deadPosts[i] < 10_000 {
+                    // A post on a connection that died after this round's events were taken (over
+                    // RDMA, a permission change during a leader change takes over the endpoint's
+                    // pending disconnects): the writes are lost as if in flight, the next round's
+                    // events report the disconnect, and ProcessNode reconnects or gives the peer up.
+                    // RamCastRuntime's polling loop goes on likewise. Only endless repeats are fatal.
+                    deadPosts[i] += 1
+                    connectionErrors += 1
+                    progress = true
                 } catch {
                     // Multi-process servers linger after the last stop message while peers exit:
                     // a connection to a process that is gone may fail then, harmlessly.
                     guard state.lingering.load(ordering: .relaxed) else { throw error }
-                    crashed[i] = true
+                    stopped[i] = true
                 }
             }
             if byReleases { progress = checkReleases() || progress }
-            if crashPlan != nil { try crashIfDue() }
+            if crashPlan != nil { crashIfDue() }
+            // Not while lingering: peers that finished close their endpoints then.
+            if crashIsRemote, !remoteCrashSeen, !state.lingering.load(ordering: .relaxed) { watchTarget() }
             if progress { backoff.progress() } else { backoff.idle() }
             rounds &+= 1
             if publishLive, rounds & 1023 == 0 {
@@ -261,10 +289,17 @@ final class Poller {
     @inline(__always)
     private func track(_ s: SenderState, id: MessageID, set: Int, at start: UInt64, stop: Bool) {
         var deliveries = 0
-        for g in table.buffer(set) { deliveries += layout.config.groups[Int(g.rawValue)].count }
-        state.sending(sender: s.index, sequence: id.sequence, at: start, deliveries: deliveries)
+        var toCrashGroup = false
+        for g in table.buffer(set) {
+            deliveries += layout.config.groups[Int(g.rawValue)].count
+            if Int(g.rawValue) == state.crashGroup { toCrashGroup = true }
+        }
+        state.sending(sender: s.index, sequence: id.sequence, at: start, deliveries: deliveries, toCrashGroup: toCrashGroup)
         s.sent += 1
         state.setSent(s.index, s.sent)
+        if toCrashGroup, state.published(sender: s.index, sequence: id.sequence), recording {
+            completion.record(nowNanos() &- start)
+        }
         if byReleases {
             let pos = Int(id.sequence) & state.mask
             s.flags[pos] = SenderState.live | (stop ? SenderState.stop : 0)
@@ -353,10 +388,17 @@ final class Poller {
         let now = nowNanos()
         if firstDeliveryAt == 0 { firstDeliveryAt = now }
         lastDeliveryAt = now
-        // Failover: from the crash to the first delivery at group 0's new leader once it leads.
-        if crashedAt != 0, failoverAt == 0, d.group.rawValue == 0, let engine = nodes[li].server, engine.isLeader,
-           engine.ballots[0].rawValue > UInt32(layout.members(of: GroupID(0)).count) {
-            failoverAt = now
+        if let target = crashTarget, d.group.rawValue == 0 {
+            if d.process == target {
+                let s = Int(senderOfNode[Int(d.id.sender.rawValue)])
+                if state.crashGroup != nil, s >= 0 { state.targetDelivered(sender: s, sequence: d.id.sequence) }
+            } else if state.targetCrashed.load(ordering: .relaxed), state.failoverAt.load(ordering: .relaxed) == 0,
+                      let engine = nodes[li].server, engine.isLeader,
+                      engine.ballots[0].rawValue > UInt32(layout.members(of: GroupID(0)).count) {
+                // Failover: from the crash to the first delivery at group 0's new leader once it leads
+                // (ballot n is the first leader's: member b mod n leads ballot b).
+                state.failedOver(at: now)
+            }
         }
         if countStops {
             if StopMessage.matches(d.payload) {
@@ -383,15 +425,34 @@ final class Poller {
         }
     }
 
-    // MARK: - crash (gated by LeaderRecovery.isAvailable)
+    // MARK: - crash
 
-    private func crashIfDue() throws {
+    /// Crashes the target once it delivered `after` messages; messages it had not delivered are then
+    /// no longer required of it (``RunState/crashTarget(at:)``).
+    private func crashIfDue() {
         guard let plan = crashPlan, let li = nodes.firstIndex(where: { $0.id == plan.target }) else { return }
-        guard !crashed[li], delivered[li] >= plan.after else { return }
+        guard !stopped[li], delivered[li] >= plan.after else { return }
         plan.crash(nodes[li])
         crashed[li] = true
-        crashedAt = nowNanos()
+        stopped[li] = true
         crashPlan = nil
+        let now = nowNanos()
+        // Messages that only waited for the target are complete as of now.
+        for sentAt in state.crashTarget(at: now) where recording { completion.record(now &- sentAt) }
+    }
+
+    /// Multi-process runs: the crash target (another OS process) is down once the connection of a
+    /// local node to it is gone after the pump (``ProcessNode`` tries to reconnect at once, and
+    /// gives the peer up when that fails).
+    private func watchTarget() {
+        guard let target = crashTarget else { return }
+        for node in nodes where node.id != target {
+            if let p = node.driver.peerIndex(of: target), node.driver.connectionOfPeer[p] == nil {
+                remoteCrashSeen = true
+                state.observedCrash(at: nowNanos())
+                return
+            }
+        }
     }
 
     // MARK: - results
@@ -411,5 +472,17 @@ final class Poller {
         }
     }
 
+    /// Local nodes crashed by the plan.
     var crashedNodes: [NodeID] { nodes.enumerated().filter { crashed[$0.offset] }.map(\.element.id) }
+    func isCrashed(_ node: ProcessNode) -> Bool { nodes.firstIndex { $0 === node }.map { crashed[$0] } ?? false }
+}
+
+extension FabricError {
+    /// A post refused because its connection died (its disconnect is reported by the next events).
+    var isDeadConnection: Bool {
+        switch self {
+        case .connectionInErrorState, .unknownConnection: true
+        default: false
+        }
+    }
 }

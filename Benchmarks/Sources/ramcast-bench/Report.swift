@@ -38,10 +38,18 @@ enum Report {
         rows.append(("CPU", "\(r.cpu.percent.fixed(1))% of wall (user \(r.cpu.userPercent.fixed(1))%, sys \(r.cpu.systemPercent.fixed(1))%)"))
         if !r.crashedProcesses.isEmpty {
             rows.append(("crashed", r.crashedProcesses.map { "node \($0)" }.joined(separator: ", ")
-                         + (r.failoverMs.map { ", failover \($0.short) ms" } ?? "")))
+                         + (r.failoverMs.map { ", failover \($0.short) ms" } ?? failoverMissing(r))
+                         + (r.messagesPerSecondAroundCrash.map { "   (msgs/s before the crash \($0.before.grouped), after \($0.after.grouped))" } ?? "")))
         }
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { "  " + pad($0.0, width, right: true) + "  " + $0.1 }.joined(separator: "\n")
+    }
+
+    /// Why a run with a crash shows no failover time.
+    static func failoverMissing(_ r: BenchResult) -> String {
+        guard let p = r.process else { return ", no delivery under a new leader seen" }
+        if p.role == "crashed" { return " (this process)" }
+        return ", failover time: see group 0's new leader"
     }
 
     static func percentiles(_ l: LatencySummary) -> String {

@@ -62,6 +62,9 @@ struct BenchResult: Sendable {
     var cpu: CPUUse
     var crashedProcesses: [UInt32] = []
     var failoverMs: Double?
+    /// Messages per second completed in the measured phase before and after the crash (when it fell
+    /// inside the measured phase).
+    var messagesPerSecondAroundCrash: (before: Double, after: Double)?
     /// Group members of multi-process runs: deliveries per second while messages flowed.
     var deliveriesPerSecond: Double?
 

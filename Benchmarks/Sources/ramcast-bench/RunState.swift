@@ -48,6 +48,20 @@ final class RunState: @unchecked Sendable {
     private let sendTimes: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>
     private let remaining: UnsafeMutablePointer<UnsafeAtomic<Int>.Storage>
 
+    /// `--crash-leader-after`: the destination group of the process that will be crashed. A message
+    /// to that group counts the process among its `deliveries`; once it crashed, each message it had
+    /// not delivered is credited in its place, exactly once (see ``creditCrashed(sender:sequence:)``).
+    let crashGroup: Int?
+    /// Per message: 1 while the crash target's delivery is still due (neither delivered nor credited).
+    private let targetDue: UnsafeMutablePointer<UnsafeAtomic<Int>.Storage>
+    /// Set once the crash target is down; when it went down and when group 0's new leader first
+    /// delivered (ns, 0 until then).
+    let targetCrashed = ManagedAtomic<Bool>(false)
+    let crashedAt = ManagedAtomic<UInt64>(0)
+    /// ``completedTotal`` when the target crashed (before the crash completed anything).
+    let completedAtCrash = ManagedAtomic<Int>(0)
+    let failoverAt = ManagedAtomic<UInt64>(0)
+
     /// Live figures for the progress line, published by each poller about twice a second.
     let livePollers: Int
     private let live: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>   // [poller × 4]: p50 ns, p99 ns, samples
@@ -56,8 +70,9 @@ final class RunState: @unchecked Sendable {
     private var firstError: (any Error)?
 
     /// - Parameter window: most messages a sender can have in flight (its staging buffers).
-    init(senders: Int, window: Int, pollers: Int) {
+    init(senders: Int, window: Int, pollers: Int, crashGroup: Int? = nil) {
         self.senders = senders
+        self.crashGroup = crashGroup
         var cap = 1
         while cap < window { cap <<= 1 }
         capacity = cap
@@ -70,6 +85,8 @@ final class RunState: @unchecked Sendable {
         sendTimes.initialize(repeating: UnsafeAtomic<UInt64>.Storage(0), count: senders * cap)
         remaining = .allocate(capacity: senders * cap)
         remaining.initialize(repeating: UnsafeAtomic<Int>.Storage(0), count: senders * cap)
+        targetDue = .allocate(capacity: senders * cap)
+        targetDue.initialize(repeating: UnsafeAtomic<Int>.Storage(0), count: senders * cap)
         livePollers = pollers
         live = .allocate(capacity: pollers * 4)
         live.initialize(repeating: UnsafeAtomic<UInt64>.Storage(0), count: pollers * 4)
@@ -80,6 +97,7 @@ final class RunState: @unchecked Sendable {
         completedCounts.deallocate()
         sendTimes.deallocate()
         remaining.deallocate()
+        targetDue.deallocate()
         live.deallocate()
     }
 
@@ -97,12 +115,83 @@ final class RunState: @unchecked Sendable {
     // MARK: per message
 
     /// Called by the sending poller right after `multicast` returned `sequence`, before its writes
-    /// are posted: `deliveries` destination processes will deliver it.
+    /// are posted: `deliveries` destination processes will deliver it. `toCrashGroup`: one of them
+    /// is the crash target (the message goes to ``crashGroup``); the caller then calls
+    /// ``published(sender:sequence:)`` once the send is published (``setSent(_:_:)``).
     @inline(__always)
-    func sending(sender s: Int, sequence: UInt64, at time: UInt64, deliveries: Int) {
+    func sending(sender s: Int, sequence: UInt64, at time: UInt64, deliveries: Int, toCrashGroup: Bool = false) {
         let i = s * capacity + Int(sequence) & mask
         UnsafeAtomic<UInt64>(at: sendTimes + i).store(time, ordering: .relaxed)
         UnsafeAtomic<Int>(at: remaining + i).store(deliveries, ordering: .releasing)
+        if crashGroup != nil {
+            UnsafeAtomic<Int>(at: targetDue + i).store(toCrashGroup ? 1 : 0, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// After sending a message to ``crashGroup``: if the target crashed meanwhile, it will never
+    /// deliver the message, so it is credited now. Returns true if that completed the message.
+    ///
+    /// Why nothing is missed when another poller crashes the target concurrently: this thread stores
+    /// `targetDue` and then loads `targetCrashed`; ``crashTarget()`` stores `targetCrashed` and then
+    /// loads every `targetDue` (all sequentially consistent). One of the two sees the other's store,
+    /// and the exchange on `targetDue` lets only one of them credit.
+    @inline(__always)
+    func published(sender s: Int, sequence: UInt64) -> Bool {
+        guard targetCrashed.load(ordering: .sequentiallyConsistent) else { return false }
+        return creditCrashed(index: s * capacity + Int(sequence) & mask, sender: s)
+    }
+
+    /// The crash target delivered the message itself (before it crashed, on its own poller).
+    @inline(__always)
+    func targetDelivered(sender s: Int, sequence: UInt64) {
+        UnsafeAtomic<Int>(at: targetDue + s * capacity + Int(sequence) & mask).store(0, ordering: .sequentiallyConsistent)
+    }
+
+    /// The target is down (called by its poller right after crashing it, so after its last
+    /// delivery): every message still due there is credited. Returns the send times of the messages
+    /// that this completed.
+    func crashTarget(at time: UInt64) -> [UInt64] {
+        completedAtCrash.store(completedTotal.load(ordering: .acquiring), ordering: .relaxed)
+        crashedAt.store(time, ordering: .relaxed)
+        targetCrashed.store(true, ordering: .sequentiallyConsistent)
+        var completed: [UInt64] = []
+        for s in 0..<senders {
+            for k in 0..<capacity where creditCrashed(index: s * capacity + k, sender: s) {
+                completed.append(UnsafeAtomic<UInt64>(at: sendTimes + s * capacity + k).load(ordering: .relaxed))
+            }
+        }
+        return completed
+    }
+
+    /// Multi-process runs: the target, in another OS process, was seen gone at `time`.
+    func observedCrash(at time: UInt64) {
+        completedAtCrash.store(completedTotal.load(ordering: .acquiring), ordering: .relaxed)
+        crashedAt.store(time, ordering: .relaxed)
+        targetCrashed.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    /// Stands in for the crashed target's delivery of message `i`, if still due there.
+    @inline(__always)
+    private func creditCrashed(index i: Int, sender s: Int) -> Bool {
+        let due = UnsafeAtomic<Int>(at: targetDue + i)
+        guard due.load(ordering: .sequentiallyConsistent) == 1,
+              due.exchange(0, ordering: .sequentiallyConsistent) == 1 else { return false }
+        let left = UnsafeAtomic<Int>(at: remaining + i).loadThenWrappingDecrement(ordering: .acquiringAndReleasing)
+        guard left == 1 else { return false }
+        complete(sender: s)
+        return true
+    }
+
+    /// Records the first delivery under group 0's new leader (the first call wins).
+    func failedOver(at time: UInt64) {
+        _ = failoverAt.compareExchange(expected: 0, desired: time, ordering: .relaxed)
+    }
+
+    /// Milliseconds from the crash to the first delivery under group 0's new leader.
+    var failoverMilliseconds: Double? {
+        let c = crashedAt.load(ordering: .relaxed), f = failoverAt.load(ordering: .relaxed)
+        guard c != 0, f >= c else { return nil }
+        return Double(f - c) / 1e6
     }
 
     @inline(__always)

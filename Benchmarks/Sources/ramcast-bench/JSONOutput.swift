@@ -92,6 +92,7 @@ extension RunSpec {
             ("destinations_mean", .number(destinations.mean)),
             ("senders", .int(senders)),
             ("steps", .int(steps)),
+            ("single_group_fast_path", .bool(fastPath)),
             ("payload", .int(payload)),
             ("outstanding", .int(outstanding)),
             ("duration", messages == nil ? .number(duration) : .null),

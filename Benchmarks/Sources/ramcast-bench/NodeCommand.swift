@@ -42,6 +42,9 @@ struct Node: ParsableCommand {
     @Option(help: "How much of the protocol runs: 1, 2 or 3 (the same in every process).")
     var steps: Int = 3
 
+    @Flag(help: "Single-group fast path (same in every process), as if the file said \"singleGroupFastPath\": true.")
+    var fastPath: Bool = false
+
     @Option(help: ArgumentHelp("Destination groups per message: a number, or a weighted mix such as 1:3,2:1.", valueName: "n|n:w,..."))
     var destinations: DestinationMix = DestinationMix(count: 1)
 
@@ -109,6 +112,7 @@ struct NodeRunner {
         }
         var pc = file.protocolConfig
         pc.steps = c.steps
+        if c.fastPath { pc.singleGroupFastPath = true }
         let layout: Layout
         do {
             layout = try Layout(pc)
@@ -136,6 +140,7 @@ struct NodeRunner {
                            outstanding: c.load.outstanding, duration: c.load.duration, warmup: c.load.effectiveWarmup,
                            messages: c.load.messages, pollers: 1, busyPoll: c.busyPoll, napAfterMicros: c.napAfterUs, seed: c.load.seed,
                            sendQueueDepth: c.sendQueueDepth, deliveryLog: c.output.deliveryLog)
+        spec.fastPath = layout.config.singleGroupFastPath
 
         // RDMA endpoint from the file's addresses.
         var directory: [NodeID: RDMAAddress] = [:]

@@ -83,6 +83,9 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Signal one write in this many (selective signaling).")
     var signalInterval: Int = 8
 
+    @Flag(help: "Single-group fast path: a leader orders a single-group message once its timestamp writes completed at f followers, before their acks. Off by default: agreement is then not uniform if a sender and a leader crash together.")
+    var fastPath: Bool = false
+
     mutating func validate() throws {
         guard (1...255).contains(groups) else { throw ValidationError("--groups must be in 1...255, got \(groups)") }
         guard processes >= 1, processes % 2 == 1 else { throw ValidationError("--processes must be odd (2f+1), got \(processes)") }

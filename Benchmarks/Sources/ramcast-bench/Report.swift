@@ -9,7 +9,7 @@ enum Report {
         lines.append("cluster  \(spec.groups) group\(spec.groups == 1 ? "" : "s") × \(spec.processes), \(dst), \(spec.senders) sender\(spec.senders == 1 ? "" : "s") × \(spec.outstanding) outstanding, \(spec.payload) B payloads")
         let amount = spec.messages.map { "\($0.grouped) messages" } ?? "\(spec.duration.trim) s"
         let warm = spec.warmup > 0 ? " after \(spec.warmup.trim) s warm-up" : ""
-        lines.append("run      \(amount)\(warm), \(spec.pollers) polling thread\(spec.pollers == 1 ? "" : "s"), inline ≤ \(spec.inlineThreshold) B, signal 1/\(spec.signalInterval), \(spec.slots) slots × \(spec.slotSize) B")
+        lines.append("run      \(amount)\(warm), \(spec.pollers) polling thread\(spec.pollers == 1 ? "" : "s"), inline ≤ \(spec.inlineThreshold) B, signal 1/\(spec.signalInterval), \(spec.slots) slots × \(spec.slotSize) B\(spec.fastPath ? ", single-group fast path" : "")")
         return lines.joined(separator: "\n")
     }
 

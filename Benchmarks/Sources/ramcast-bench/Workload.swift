@@ -15,6 +15,7 @@ struct RunSpec: Sendable {
     var slotSize: Int
     var inlineThreshold: Int
     var signalInterval: Int
+    var fastPath: Bool = false
     var payload: Int
     var outstanding: Int
     var duration: Double
@@ -57,6 +58,7 @@ struct RunSpec: Sendable {
                                     inlineThreshold: inlineThreshold, signalInterval: signalInterval,
                                     maxDestinations: destinations.maxCount)
         config.steps = steps
+        config.singleGroupFastPath = fastPath
         return config
     }
 }
@@ -74,6 +76,7 @@ extension RunSpec {
         slotSize = cluster.slotSize ?? 0
         inlineThreshold = cluster.effectiveInlineThreshold
         signalInterval = cluster.signalInterval
+        fastPath = cluster.fastPath
         payload = load.payload
         outstanding = load.outstanding
         duration = load.duration

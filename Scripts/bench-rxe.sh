@@ -65,6 +65,9 @@ if [[ ${1:-} == --inside ]]; then
       echo "  { \"members\": [ {\"id\": 0, \"address\": \"$ip:19000\"}, {\"id\": 1, \"address\": \"$ip:19001\"}, {\"id\": 2, \"address\": \"$ip:19002\"} ] },"
       echo "  { \"members\": [ {\"id\": 3, \"address\": \"$ip:19003\"}, {\"id\": 4, \"address\": \"$ip:19004\"}, {\"id\": 5, \"address\": \"$ip:19005\"} ] } ],"
       echo "  \"senders\": [ {\"id\": 100, \"address\": \"$ip:19100\"}, {\"id\": 101, \"address\": \"$ip:19101\"} ],"
+      # 8 processes on 2 emulated vCPUs finish connecting seconds apart: the default 100 ms failure
+      # timeout would suspect leaders that are not polling yet (as in failover-rxe.sh).
+      echo "  \"failureDetection\": { \"heartbeatMicros\": 20000, \"timeoutMillis\": 1500 },"
       echo "  \"ring\": { \"slots\": 16, \"slotSize\": 256 }, \"rdma\": { \"device\": \"$dev\" } }"
     } >"$mp/cluster.json"
     pids=()

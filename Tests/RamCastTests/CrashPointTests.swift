@@ -222,3 +222,58 @@ struct CrashedSenderTests {
         #expect(c.check().isClean, "\(c.check())")
     }
 }
+
+@Suite("Known gaps")
+struct KnownGapTests {
+    /// docs/failure-handling.md, "Bounds under a stale view of a leader change": group 0's leader
+    /// (node 0) bounds a pending m' by group 1's *undecided* timestamp v before the 1A of group 1's
+    /// new leader reaches it. The new leader, whose quorums never saw v or any clock near it, gives
+    /// m' a fresh timestamp below m's final one; node 0 has delivered m first, everyone else
+    /// delivers m' first. This test reproduces that schedule and expects the checker to object; it
+    /// turns into a failure (a known issue not recorded) once the bound is fixed.
+    @Test("a process that has not seen a leader change yet may deliver out of order")
+    func staleViewOfLeaderChange() throws {
+        let c = try ScriptedCluster()
+        // Group 0's leader runs 10 timestamps ahead of its followers (its writes to them held).
+        for _ in 0..<10 {
+            _ = try c.send(101, to: [0])
+            c.deliver(101, 0, 1, 2)
+            try c.pump(0)
+        }
+        // Group 1's leader runs 15 ahead of its followers.
+        for _ in 0..<15 {
+            _ = try c.send(101, to: [1])
+            c.deliver(101, 3, 4, 5)
+            try c.pump(3)
+        }
+        let m2 = try c.send(100, to: [0, 1])   // m'
+        c.deliver(100, 0, 1, 2, 3, 4, 5)
+        try c.pump(0, 3)                        // ts_0(m') = ⟨11,0⟩, v = ts_1(m') = ⟨16,1⟩
+        let m = try c.send(101, to: [0])
+        c.deliver(101, 0, 1, 2)
+        try c.pump(0)                           // ts_0(m) = ⟨12,0⟩
+        c.deliver(3, 0)
+        c.deliver(0, 3)
+        try c.pump(0)                           // node 0 learns v
+        c.crash(3)
+        try c.pump(4)                           // node 4 is group 1's candidate (ballot 4)
+        c.deliver(4, 1, 2, 5)                   // its 1A reaches everyone but node 0
+        try c.pump(1, 2, 5)
+        c.deliver(1, 4)
+        c.deliver(2, 4)
+        c.deliver(5, 4)
+        try c.pump(4)                           // quorums of both groups: fresh ⟨1,1⟩ for m'
+        #expect(c.cluster.nodeByID[NodeID(4)]!.server!.isLeader, "node 4 should lead group 1 by now")
+        c.deliver(0, 1, 2)
+        try c.pump(1, 2)
+        c.deliver(1, 0)
+        c.deliver(2, 0)
+        try c.pump(0)                           // m ordered at ⟨12,0⟩, m' bounded by v: m delivered
+        #expect(c.delivered[NodeID(0), default: []].contains(m), "node 0 should deliver m on the stale bound")
+        #expect(!c.delivered[NodeID(0), default: []].contains(m2))
+        try c.settle(until: { c.everyoneDelivered })
+        withKnownIssue("stale view of a leader change (docs/failure-handling.md)") {
+            #expect(c.check().isClean, "\(c.check())")
+        }
+    }
+}

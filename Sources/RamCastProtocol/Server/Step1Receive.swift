@@ -15,6 +15,10 @@ extension ServerEngine {
                 let index = sender * slots + slot
                 guard !present[index], !freed[index] else { break }   // still held from a lap ago
                 let base = ring + layout.slotOffset(sender: sender, slot: slot)
+                // Bodies stay in their slots after release, so an idle ring shows the last message
+                // taken: its id says so without checksumming it again on every poll.
+                let id = MessageID(rawValue: UInt64(littleEndian: RemoteMemory.loadAcquiring(base)))
+                guard id.sequence > lastSequence[sender] else { break }
                 guard let header = MessageSlot.read(base, layout: layout) else { break }
                 // A relay of a message already taken (and perhaps delivered) is not a new message.
                 guard header.id.sender == layout.config.senders[sender], header.id.sequence > lastSequence[sender] else { break }

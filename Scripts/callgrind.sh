@@ -32,11 +32,14 @@ work=$(mktemp -d /tmp/ramcast-callgrind.XXXXXX); trap 'rm -rf "$work"' EXIT
 # (the symbol table stays, so functions keep their names).
 cp "$bin" "$work/ramcast-bench" && strip --strip-debug "$work/ramcast-bench"
 
+# Heartbeats are paced by the wall clock, which runs ~50x faster than the program under valgrind:
+# at the default 1 ms, the counts would be mostly heartbeats (proportional to run time, not to
+# messages), and a slow start-up could even look like a leader crash. Both are pushed out of the way.
 irs() {   # irs GROUPS PROCESSES DESTINATIONS STEPS MESSAGES -> total Ir inside Poller.run
   local out=$work/cg.$1.$2.$3.$4.$5
   valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='*6PollerC3run*' \
     "$work/ramcast-bench" local --fabric memory --groups "$1" --processes "$2" --destinations "$3" --steps "$4" \
-    --messages "$5" --warmup 0 --quiet --no-progress >"$out.log" 2>&1 \
+    --messages "$5" --warmup 0 --quiet --no-progress --heartbeat-us 10000000 --failure-timeout-ms 600000 >"$out.log" 2>&1 \
     || { echo "callgrind.sh: run failed:" >&2; tail -n 20 "$out.log" >&2; exit 1; }
   awk '/^(summary|totals):/ {print $2; exit}' "$out"
 }

@@ -86,6 +86,12 @@ struct ClusterOptions: ParsableArguments {
     @Flag(help: "Single-group fast path: a leader orders a single-group message once its timestamp writes completed at f followers, before their acks. Off by default: agreement is then not uniform if a sender and a leader crash together.")
     var fastPath: Bool = false
 
+    @Option(help: "Leader heartbeat period, microseconds (local runs; node runs take the cluster file's failureDetection).")
+    var heartbeatUs: Int = 1_000
+
+    @Option(help: "A leader silent this long is replaced, milliseconds (local runs). Raise it under valgrind or a loaded machine, where a slow first poll would look like a crash.")
+    var failureTimeoutMs: Int = 100
+
     mutating func validate() throws {
         guard (1...255).contains(groups) else { throw ValidationError("--groups must be in 1...255, got \(groups)") }
         guard processes >= 1, processes % 2 == 1 else { throw ValidationError("--processes must be odd (2f+1), got \(processes)") }
@@ -97,6 +103,10 @@ struct ClusterOptions: ParsableArguments {
         guard slots >= 1, slots <= 0x8000 else { throw ValidationError("--slots must be in 1...32768, got \(slots)") }
         guard inlineThreshold >= 0 else { throw ValidationError("--inline-threshold must not be negative") }
         guard signalInterval >= 1 else { throw ValidationError("--signal-interval must be at least 1") }
+        guard heartbeatUs >= 1 else { throw ValidationError("--heartbeat-us must be at least 1") }
+        guard failureTimeoutMs * 1_000 > heartbeatUs else {
+            throw ValidationError("--failure-timeout-ms \(failureTimeoutMs) must exceed the heartbeat period (\(heartbeatUs) µs)")
+        }
         if let s = slotSize, s < 64 || s % 8 != 0 { throw ValidationError("--slot-size must be a multiple of 8 and at least 64") }
     }
 

@@ -16,6 +16,8 @@ struct RunSpec: Sendable {
     var inlineThreshold: Int
     var signalInterval: Int
     var fastPath: Bool = false
+    var heartbeatInterval: UInt64 = 1_000_000
+    var failureTimeout: UInt64 = 100_000_000
     var payload: Int
     var outstanding: Int
     var duration: Double
@@ -59,6 +61,8 @@ struct RunSpec: Sendable {
                                     maxDestinations: destinations.maxCount)
         config.steps = steps
         config.singleGroupFastPath = fastPath
+        config.heartbeatInterval = heartbeatInterval
+        config.failureTimeout = failureTimeout
         return config
     }
 }
@@ -77,6 +81,8 @@ extension RunSpec {
         inlineThreshold = cluster.effectiveInlineThreshold
         signalInterval = cluster.signalInterval
         fastPath = cluster.fastPath
+        heartbeatInterval = UInt64(cluster.heartbeatUs) * 1_000
+        failureTimeout = UInt64(cluster.failureTimeoutMs) * 1_000_000
         payload = load.payload
         outstanding = load.outstanding
         duration = load.duration

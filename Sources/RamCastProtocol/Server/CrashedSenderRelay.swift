@@ -52,15 +52,13 @@ extension ServerEngine {
             let base = ring + layout.slotOffset(sender: s, slot: slot)
             guard let header = MessageSlot.read(base, layout: layout), header.id.sender == layout.config.senders[s],
                   header.id.sequence > lastTaken(index, sender: s) else { continue }
-            if isLeader, !hasRoomToPropose(base, destinationCount: header.destinationCount) {
+            guard take(index, base: base, header: header) else {
                 relayPassDue = true
                 return progress
             }
-            accept(index, base: base, header: header)
             freed[index] = false   // the dead sender reads no more releases
             lastSequence[s] = max(lastSequence[s], header.id.sequence)
             progress = true
-            if isLeader, layout.config.steps >= 2 { propose(index) }
         }
         return progress
     }

@@ -209,8 +209,7 @@ extension ServerEngine {
             (q + 16).storeBytes(of: e.tsBallot.rawValue.littleEndian, as: UInt32.self)
             (q + 20).storeBytes(of: UInt16(e.index / layout.slots).littleEndian, as: UInt16.self)
             (q + 22).storeBytes(of: UInt16(e.index % layout.slots).littleEndian, as: UInt16.self)
-            let held = (present[e.index] || delivered[e.index]) && ids[e.index] == e.id
-            let flags = (e.delivered ? EntryFlag.delivered : 0) | (held ? EntryFlag.bodyHeld : 0)
+            let flags = (e.delivered ? EntryFlag.delivered : 0) | (holds(e.index, e.id) ? EntryFlag.bodyHeld : 0)
             (q + 24).storeBytes(of: UInt64(flags), as: UInt64.self)
         }
         let header = scratch + layout.phase1bMailboxSize - 24
@@ -339,6 +338,7 @@ extension ServerEngine {
         }
     }
 
+    /// This process holds message `id` in table entry `index` (pending or delivered, body in the ring).
     @inline(__always)
     func holds(_ index: Int, _ id: MessageID) -> Bool { (present[index] || delivered[index]) && ids[index] == id }
 

@@ -364,7 +364,7 @@ extension ServerEngine: CustomDebugStringConvertible {
     public var debugDescription: String {
         var s = "\(me) (\(group), member \(member)\(isLeader ? ", leader" : "")) clock \(clock) ballots \(ballots.map(\.rawValue)) "
         s += "expected \(expected.array) released \(released.array) logNext \(logNext.array) followerSeq \(followerSeq) leaderSeq \(leaderSeq.array) maxOwnLogTs \(maxOwnLogTs)"
-        s += " deposed \(deposed) recovery \(recovery.map { "ballot \($0.ballot.rawValue) finished \($0.finished) responded \($0.responded) bag \($0.bag.count)" + " unknown \($0.bag.filter { !$0.value.ts.isNone && !((present[$0.key] || delivered[$0.key]) && ids[$0.key] == $0.value.id) }.map { "\($0.key):\($0.value.id)@\($0.value.ts) held \(ids[$0.key])" })" } ?? "none") crashed \(crashed.map(\.rawValue).sorted())\n"
+        s += " deposed \(deposed) recovery \(recovery.map { "ballot \($0.ballot.rawValue) finished \($0.finished) responded \($0.responded) bag \($0.bag.count)" + " unknown \($0.bag.filter { !$0.value.ts.isNone && !holds($0.key, $0.value.id) }.map { "\($0.key):\($0.value.id)@\($0.value.ts) held \(ids[$0.key])" })" } ?? "none") crashed \(crashed.map(\.rawValue).sorted())\n"
         for h in 0..<layout.groupCount {
             let p = log + layout.logOffset(group: GroupID(UInt8(h)), seq: logNext[h])
             let w = RemoteMemory.loadAcquiring(p)

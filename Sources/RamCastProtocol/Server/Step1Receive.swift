@@ -22,19 +22,25 @@ extension ServerEngine {
                 guard let header = MessageSlot.read(base, layout: layout) else { break }
                 // A relay of a message already taken (and perhaps delivered) is not a new message.
                 guard header.id.sender == layout.config.senders[sender], header.id.sequence > lastSequence[sender] else { break }
-                // A leader needs outbox room for its step-2 writes before it takes the message.
-                if isLeader, !hasRoomToPropose(base, destinationCount: header.destinationCount) { return progress }
-                accept(index, base: base, header: header)
+                guard take(index, base: base, header: header) else { return progress }
                 lastSequence[sender] = header.id.sequence
                 expected[sender] += 1
                 progress = true
-                if isLeader, layout.config.steps >= 2 { propose(index) }
             }
         }
         return progress
     }
 
-    func accept(_ index: Int, base: UnsafeRawPointer, header: MessageSlot.Header) {
+    /// Takes a complete body into table entry `index`; a leader timestamps it at once (step 2).
+    /// Returns false, taking nothing, while a leader lacks outbox room for its step-2 writes.
+    func take(_ index: Int, base: UnsafeRawPointer, header: MessageSlot.Header) -> Bool {
+        if isLeader, !hasRoomToPropose(base, destinationCount: header.destinationCount) { return false }
+        accept(index, base: base, header: header)
+        if isLeader, layout.config.steps >= 2 { propose(index) }
+        return true
+    }
+
+    private func accept(_ index: Int, base: UnsafeRawPointer, header: MessageSlot.Header) {
         let maxDst = layout.maxDestinations
         present[index] = true
         delivered[index] = false

@@ -34,7 +34,9 @@ public struct History: Sendable {
         public var timestamp: Timestamp
         public var sourceGroup: GroupID?
         public var eventIndex: Int
-        public var isProposal: Bool { sourceGroup == nil }
+        /// The end of a new leader's recovery section: `timestamp` is its clock then (no message).
+        public var isRecoveryMarker = false
+        public var isProposal: Bool { sourceGroup == nil && !isRecoveryMarker }
     }
 
     public struct Ack: Sendable, Equatable {
@@ -136,6 +138,16 @@ public struct History: Sendable {
             LeaderWrite(
                 group: group, ballot: ballot, sequence: sequence, message: message, timestamp: timestamp,
                 sourceGroup: sourceGroup, eventIndex: nextEvent()))
+    }
+
+    /// The new leader of `group` ended its recovery section at `sequence`, its clock at `timestamp`:
+    /// a leader write like any other for sequence checks (I3, I6), and a floor for the proposals
+    /// after it (I5).
+    public mutating func recordRecoveryMarker(group: GroupID, ballot: Ballot, sequence: UInt64, timestamp: Timestamp) {
+        leaderWrites.append(
+            LeaderWrite(
+                group: group, ballot: ballot, sequence: sequence, message: MessageID(sender: 0, sequence: 0), timestamp: timestamp,
+                sourceGroup: group, eventIndex: nextEvent(), isRecoveryMarker: true))
     }
 
     /// `ack(process, group, ballot, message, ts)`: a member of `group` acknowledged ts_g(m) in `ballot`.

@@ -58,6 +58,7 @@ extension CheckRun {
     }
 
     private func writeText(_ w: History.LeaderWrite) -> String {
+        if w.isRecoveryMarker { return "recovery marker (clock \(w.timestamp)) at seq \(w.sequence)" }
         if let h = w.sourceGroup { return "propagation of ts_\(h)(\(w.message)) = \(w.timestamp) at seq \(w.sequence)" }
         return "proposal of \(w.message) with ts \(w.timestamp) at seq \(w.sequence)"
     }

@@ -44,6 +44,11 @@ public final class HistoryRecorder: EngineTracer {
                                   sourceGroup: Self.group(e.group), timestamp: e.timestamp.rawValue)
     }
 
+    public func recoveryEnded(_ e: LogEntry, by leader: NodeID) {
+        history.recordRecoveryMarker(group: Self.group(e.group), ballot: UInt64(e.ballot.rawValue), sequence: UInt64(e.seq),
+                                     timestamp: e.timestamp.rawValue)
+    }
+
     public func acked(_ e: LogEntry, by follower: NodeID) {
         history.recordAck(process: ProcessID(follower.rawValue), group: Self.group(e.group), ballot: UInt64(e.tsBallot.rawValue),
                           message: Self.id(e.message), timestamp: e.timestamp.rawValue)

@@ -223,15 +223,15 @@ struct CrashedSenderTests {
     }
 }
 
-@Suite("Known gaps")
-struct KnownGapTests {
-    /// docs/failure-handling.md, "Bounds under a stale view of a leader change": group 0's leader
-    /// (node 0) bounds a pending m' by group 1's *undecided* timestamp v before the 1A of group 1's
-    /// new leader reaches it. The new leader, whose quorums never saw v or any clock near it, gives
-    /// m' a fresh timestamp below m's final one; node 0 has delivered m first, everyone else
-    /// delivers m' first. This test reproduces that schedule and expects the checker to object; it
-    /// turns into a failure (a known issue not recorded) once the bound is fixed.
-    @Test("a process that has not seen a leader change yet may deliver out of order")
+@Suite("Stale view of a leader change")
+struct StaleViewTests {
+    /// docs/failure-handling.md, "Delivery bounds and the watermark": group 0's leader (node 0) holds
+    /// a pending m' whose group-1 timestamp v is *undecided*, and m ordered below v. Group 1's leader
+    /// crashes; its successor, whose quorums never saw v, gives m' a fresh timestamp below m's final
+    /// one, and node 0 has not received that 1A yet. The engine before the watermark bounded m' by v
+    /// and delivered m first at node 0, while everyone else delivered m' first (prefix order, acyclic
+    /// order and I2 all broken). Now node 0 bounds m' only by decided timestamps and waits.
+    @Test("a process that has not seen a leader change yet does not deliver past that group's undecided timestamp")
     func staleViewOfLeaderChange() throws {
         let c = try ScriptedCluster()
         // Group 0's leader runs 10 timestamps ahead of its followers (its writes to them held).
@@ -268,12 +268,41 @@ struct KnownGapTests {
         try c.pump(1, 2)
         c.deliver(1, 0)
         c.deliver(2, 0)
-        try c.pump(0)                           // m ordered at ⟨12,0⟩, m' bounded by v: m delivered
-        #expect(c.delivered[NodeID(0), default: []].contains(m), "node 0 should deliver m on the stale bound")
-        #expect(!c.delivered[NodeID(0), default: []].contains(m2))
+        try c.pump(0)                           // m ordered at ⟨12,0⟩; m' undecided in group 1
+        let node0 = c.cluster.nodeByID[NodeID(0)]!.server!
+        #expect(node0.ballots[1] == Ballot(3), "node 0 must not have heard of group 1's new ballot yet")
+        #expect(node0.stats.delivered == 10, "node 0 delivers the ten messages before m' and nothing more")
+        #expect(!c.delivered[NodeID(0), default: []].contains(m), "node 0 delivered m past m''s undecided timestamp")
         try c.settle(until: { c.everyoneDelivered })
-        withKnownIssue("stale view of a leader change (docs/failure-handling.md)") {
-            #expect(c.check().isClean, "\(c.check())")
+        #expect(c.everyoneDelivered)
+        for p in 0...2 {
+            let order = c.delivered[NodeID(UInt32(p)), default: []]
+            #expect(order.firstIndex(of: m2)! < order.firstIndex(of: m)!, "process \(p) delivered m before m'")
         }
+        #expect(c.check().isClean, "\(c.check())")
+    }
+}
+
+@Suite("Delivery watermark")
+struct WatermarkTests {
+    /// m goes to both groups; group 1's leader is 5 timestamps ahead, so m's final timestamp is
+    /// group 1's, above anything group 0 proposed. Group 0's members may deliver m only once f+1 of
+    /// them have their clock past it (else a new leader of group 0 could give a later message a
+    /// smaller timestamp). No later message comes to raise it by votes, so group 0's followers
+    /// publish their clocks in the clock cells, and m is delivered everywhere.
+    @Test("a quiet group delivers a message whose final timestamp is another group's, through clock cells")
+    func quietGroupPublishesClocks() throws {
+        let c = try ScriptedCluster()
+        for _ in 0..<5 { _ = try c.send(101, to: [1]) }
+        try c.settle()
+        let m = try c.send(100, to: [0, 1])
+        try c.settle(until: { c.everyoneDelivered })
+        #expect(c.everyoneDelivered)
+        #expect(c.finals[NodeID(1)]?.last == RamCastProtocol.Timestamp(clock: 6, group: GroupID(1)),
+                "m's final timestamp should be group 1's ⟨6,1⟩")
+        let published = (1...2).map { c.cluster.nodeByID[NodeID(UInt32($0))]!.server!.stats.clockPublications }
+        #expect(published.allSatisfy { $0 > 0 }, "group 0's followers should have published their clocks: \(published)")
+        #expect(c.delivered[NodeID(0), default: []].last == m)
+        #expect(c.check().isClean, "\(c.check())")
     }
 }

@@ -93,7 +93,7 @@ public struct Layout: Sendable, Hashable {
 
     // MARK: group-member regions
 
-    public var ringRegionSize: Int { relayRequestsOffset + config.senders.count * servers.count * slots * 8 }
+    public var ringRegionSize: Int { clockCellsOffset + servers.count * 8 }
     /// A scratch word after the rings: the target of flush writes, read by nobody.
     public var flushOffset: Int { config.senders.count * slots * slotSize }
 
@@ -106,8 +106,9 @@ public struct Layout: Sendable, Hashable {
     @inlinable public func phase1aOffset(_ g: GroupID) -> Int { controlOffset + groupCount * 8 + Int(g.rawValue) * 8 }
     /// One phase-1B entry: `[msgID:u64 | ts:u64 | tsBallot:u32 | sender:u16 | slot:u16 | flags:u8 | pad:7]`.
     public static let recoveryEntrySize = 32
-    /// `[entries | crc32c:u32 | pad:4 | clock:u64 | ballot:u32 | count:u32]`: entries first, the
-    /// 24-byte header last (same connection, so it lands last), the CRC covering entries and clock.
+    /// `[entries | crc32c:u32 | recovered:u32 | clock:u64 | ballot:u32 | count:u32]`: entries first,
+    /// the 24-byte header last (same connection, so it lands last), the CRC covering entries, clock
+    /// and `recovered` (the highest ballot whose recovery section the replier has, see `Recovery.swift`).
     public var phase1bMailboxSize: Int { config.senders.count * slots * Layout.recoveryEntrySize + 24 }
     /// The phase-1B mailbox, at a candidate, for the reply of `server`.
     @inlinable public func phase1bOffset(server: Int) -> Int { controlOffset + groupCount * 16 + server * phase1bMailboxSize }
@@ -118,6 +119,11 @@ public struct Layout: Sendable, Hashable {
     @inlinable public func relayRequestOffset(sender: Int, server: Int, slot: Int) -> Int {
         relayRequestsOffset + ((sender * servers.count + server) * slots + slot) * 8
     }
+    /// Clock cells: at every group member, one word per server of its group, where that follower
+    /// publishes `ballot:16 | clock:48`, "in this ballot, past its recovery, my clock reached this".
+    /// f of them plus the leader bound every later leader's fresh timestamps (see `Ordering.swift`).
+    public var clockCellsOffset: Int { relayRequestsOffset + config.senders.count * servers.count * slots * 8 }
+    @inlinable public func clockCellOffset(server: Int) -> Int { clockCellsOffset + server * 8 }
     public var logRegionSize: Int { groupCount * logCapacity * Layout.logEntrySize }
 
     @inlinable public func slotOffset(sender: Int, slot: Int) -> Int { (sender * slots + slot) * slotSize }

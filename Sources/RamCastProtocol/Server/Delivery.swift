@@ -49,6 +49,8 @@ struct OrderHeap {
     var count: Int { keys.count }
 
     var top: Key? { keys.isEmpty ? nil : keys[0] }
+    /// The key at heap position `i` (any order), for scans.
+    @inline(__always) func key(at i: Int) -> Key { keys[i] }
 
     @inline(__always) private static func less(_ a: Key, _ b: Key) -> Bool {
         a.ts != b.ts ? a.ts < b.ts : a.id < b.id

@@ -8,8 +8,10 @@ extension ServerEngine {
     func detectOrdered() -> Bool {
         var progress = false
         var i = 0
+        let watermarkOpen = layout.config.steps >= 3 && recoveredBallot == groupBallots[Int(group.rawValue)]
         while i < pendingList.count {
             let index = Int(pendingList[i])
+            if watermarkOpen { noteOwnDecision(index) }
             if let final = finalTimestamp(index) {
                 ordered[index] = true
                 heap.push(ts: final.rawValue, id: ids[index].rawValue, index: Int32(index))
@@ -46,6 +48,11 @@ extension ServerEngine {
             }
             if count == 1, h == group, isLeader, layout.config.singleGroupFastPath, Int(fastPathAcks[index]) >= layout.f(of: h) {
                 stats.fastPathOrders += 1
+                // f followers have the write landed, and report it (and the recovery marker before
+                // it) in any later 1B: as good as f acks for the watermark.
+                if recoveredBallot == groupBallots[Int(group.rawValue)], ts.clock > recoveryTop, ts.clock > decidedClock {
+                    decidedClock = ts.clock
+                }
             } else {
                 guard isDecided(index, j) else { return nil }
             }
@@ -87,47 +94,165 @@ extension ServerEngine {
         return votes >= layout.f(of: h) + 1
     }
 
+    /// Raises the watermark with the message's own-group timestamp if it was proposed in this ballot
+    /// after the recovery section and has f+1 votes.
+    @inline(__always)
+    private func noteOwnDecision(_ index: Int) {
+        guard recoveredBallot == groupBallots[Int(group.rawValue)], let j = destinationIndex(index, group) else { return }
+        let k = index * layout.maxDestinations + j
+        let ts = timestamps[k]
+        let c = ts.clock
+        guard c > decidedClock, c > recoveryTop, tsBallots[k] == groupBallots[Int(group.rawValue)], isDecided(index, j) else { return }
+        decidedClock = c
+    }
+
+    /// The delivery watermark W (a clock value): this group's future timestamps, under this ballot or
+    /// any later one, for messages this process has not seen a timestamp of in this ballot, all exceed
+    /// W; and values of ballots older than this one's recovery section cannot come back.
+    ///
+    /// Why: a value counts only when f+1 members of this group had their clock past it and had this
+    /// ballot's recovery section, *before* they accepted any later 1A. Any later candidate hears one of
+    /// them (quorums meet), so its fresh timestamps pass W and it ignores older ballots' values (see
+    /// `Recovery.maxRecovered`); and under this ballot, the leader's values only grow along its
+    /// stream, which this process has processed past W. Evidence for "f+1 members": a value of this
+    /// ballot's stream after the recovery marker decided by f+1 votes (followers ack only in stream
+    /// order), or f followers' clock cells (see ``Layout/clockCellOffset(server:)``) plus the leader.
+    ///
+    /// Undecided timestamps of *other* groups are no evidence of anything here: this process may not
+    /// have heard yet of a recovery in that group, which can choose a smaller value (that was the
+    /// stale-view bug, `KnownGapTests.staleViewOfLeaderChange`).
+    private func watermark(needing target: UInt64) -> UInt64 {
+        guard target > decidedClock else { return decidedClock }
+        // A message ordered before this ballot's timestamp for it was recorded (by its decided value
+        // of an older ballot) may be the one whose decision in this ballot is awaited.
+        for i in 0..<heap.count { noteOwnDecision(Int(heap.key(at: i).index)) }
+        let w = decidedClock
+        guard target > w else { return w }
+        let g = Int(group.rawValue)
+        let ballot = UInt64(groupBallots[g].rawValue & 0xFFFF)
+        let leader = leaderPeer(of: group)
+        let cap = isLeader ? clock : streamMax
+        let need = layout.f(of: group)
+        guard need > 0 else { return max(w, cap) }
+        // The largest value v that at least f followers' cells reach (the groups are small).
+        var best: UInt64 = 0
+        for q in layout.servers(of: group) where q != leader {
+            let word = RemoteMemory.loadAcquiring(ring + layout.clockCellOffset(server: q))
+            guard word >> 48 == ballot else { continue }
+            let v = word & 0xFFFF_FFFF_FFFF
+            guard v > best else { continue }
+            var reach = 0
+            for r in layout.servers(of: group) where r != leader {
+                let other = RemoteMemory.loadAcquiring(ring + layout.clockCellOffset(server: r))
+                if other >> 48 == ballot, other & 0xFFFF_FFFF_FFFF >= v { reach += 1 }
+            }
+            if reach >= need { best = v }
+        }
+        return max(w, min(best, cap))
+    }
+
+    /// Publish this process's clock to its group's clock cells, when a delivery waits on the
+    /// watermark and no proposal of this ballot that could raise it by votes is in sight. The
+    /// leader's cell counts for nothing (its vote is implied), but the followers answer it.
+    private func publishClock(for target: UInt64) {
+        let g = Int(group.rawValue)
+        guard recoveredBallot == groupBallots[g], clock > publishedClock, clock >= target,
+              ownProposalMax < target || ownProposalMax <= recoveryTop else { return }
+        publishClock()
+    }
+
+    /// Follower: answer another follower's publication. The process that waits needs f cells, and
+    /// the others may have delivered already (by votes, or by cells of a follower that crashed
+    /// since), so they would not publish on their own.
+    func echoClockCells() -> Bool {
+        guard layout.config.steps >= 3, mayPublishClock else { return false }
+        let ballot = UInt64(groupBallots[Int(group.rawValue)].rawValue & 0xFFFF)
+        for q in layout.servers(of: group) where q != serverIndex {
+            let word = RemoteMemory.loadAcquiring(ring + layout.clockCellOffset(server: q))
+            if word >> 48 == ballot, word & 0xFFFF_FFFF_FFFF > publishedClock { return publishClock() }
+        }
+        return false
+    }
+
+    private var mayPublishClock: Bool {
+        let g = Int(group.rawValue)
+        return groupLeaders[g] != member && recoveredBallot == groupBallots[g] && clock > publishedClock
+    }
+
+    @discardableResult
+    private func publishClock() -> Bool {
+        for q in layout.servers(of: group) where q != serverIndex {
+            if !outbox.hasRoom(q) { return false }
+        }
+        let word = AckWord.pack(groupBallots[Int(group.rawValue)], Timestamp(rawValue: clock))
+        let offset = layout.clockCellOffset(server: serverIndex)
+        for q in layout.servers(of: group) {
+            if q == serverIndex {
+                RemoteMemory.storeReleasing(word, at: ring + offset)
+            } else {
+                outbox.enqueue(q, region: Layout.ringRegion, offset: offset, length: 8) { $0.storeBytes(of: word, as: UInt64.self) }
+            }
+        }
+        publishedClock = clock
+        stats.clockPublications += 1
+        return true
+    }
+
     /// The smallest final timestamp a pending (unordered) message here can still end with, or
     /// `.none` when nothing bounds it (it then holds every delivery back).
     ///
-    /// Bounds are its known group timestamps, and, while its own group's timestamp is unknown, anything
-    /// above what this process's own group log has shown (a leader's later timestamps exceed its
-    /// earlier ones). Messages not here yet get their own group's timestamp later still, so they never
-    /// hold delivery back. After a group changed leaders, its *undecided* timestamps are no bound: a
-    /// later recovery may re-propose an older, smaller value (see docs/failure-handling.md); only
-    /// decided ones, and what the initial ballot's log showed, still bound.
-    private func pendingFloor() -> Timestamp? {
+    /// Bounds: its decided timestamps, of any group (Paxos: they stay); its own group's timestamp
+    /// from this ballot's stream, decided or not (the stream only grows, and any later ballot
+    /// re-proposes it or picks one above the watermark); and, without one, anything above the
+    /// watermark `w` (see `watermark(needing:)`).
+    private func pendingFloor(watermark w: UInt64) -> Timestamp? {
         var floor: Timestamp?
         let maxDst = layout.maxDestinations
-        let g = Int(group.rawValue)
+        let ballot = groupBallots[Int(group.rawValue)]
+        let above = Timestamp(clock: w + 1, group: GroupID(0))
         for raw in pendingList {
             let index = Int(raw)
             var lb = Timestamp.none
-            var ownKnown = false
+            var ownInBallot = false
             for j in 0..<Int(dstCount[index]) {
                 let k = index * maxDst + j
                 let ts = timestamps[k]
                 guard !ts.isNone else { continue }
-                let h = dsts[k]
-                if h == group { ownKnown = true }
-                if !changed[Int(h.rawValue)] || isDecided(index, j), ts > lb { lb = ts }
+                if dsts[k] == group, tsBallots[k] == ballot {
+                    ownInBallot = true
+                    if ts > lb { lb = ts }
+                } else if ts > lb, isDecided(index, j) {
+                    lb = ts
+                }
             }
-            if !ownKnown {
-                let above = Timestamp(rawValue: (changed[g] ? initialOwnMax : maxOwnLogTs).rawValue + 1)
-                if above > lb { lb = above }
-            }
+            if !ownInBallot, above > lb { lb = above }
             if floor == nil || lb < floor! { floor = lb }
         }
         return floor
     }
 
-    /// Delivers ordered messages in `(final ts, id)` order while nothing pending can come before them.
+    /// Delivers ordered messages in `(final ts, id)` order while nothing pending can come before
+    /// them and the watermark covers them.
     func deliverReady(_ deliver: (borrowing Delivery) -> Void) -> Bool {
         var progress = false
         // Steps 1 and 2 (benchmark modes) deliver as soon as a message is "ordered".
-        let floor = layout.config.steps < 3 ? nil : pendingFloor()
+        let full = layout.config.steps >= 3
+        var w: UInt64 = 0
+        var floor: Timestamp?
+        if full, let top = heap.top {
+            let target = Timestamp(rawValue: top.ts).clock
+            w = watermark(needing: target)
+            if target > w {
+                publishClock(for: target)
+                return false
+            }
+            floor = pendingFloor(watermark: w)
+        }
         while let top = heap.top {
-            if let floor, top.ts >= floor.rawValue { break }
+            if full {
+                if Timestamp(rawValue: top.ts).clock > w { break }
+                if let floor, top.ts >= floor.rawValue { break }
+            }
             heap.pop()
             let index = Int(top.index)
             let sender = index / layout.slots

@@ -12,6 +12,10 @@ struct Recovery {
     /// timestamp chosen in this group was acked by f+1 members, which ack only with the body, and any
     /// quorum meets them: so a value that no replier holds the body of was never chosen.
     var bodyHeld: [Int: Bool] = [:]
+    /// The highest ballot whose recovery section a replier of this group has: values of older
+    /// ballots that this section did not re-propose were never chosen, and must not come back (a
+    /// process may have delivered past them, see `Ordering.swift`).
+    var maxRecovered = Ballot.none
     var finished = false
 }
 
@@ -74,6 +78,7 @@ extension ServerEngine {
         let old = leader(of: h)
         let held = heldIndices()
         let amLeader = isLeader && h != group
+        let recovered = h == group ? recoveredIncludingLanded() : recoveredBallot
         // Proposals that landed in this follower's log but were not applied yet (their body may be
         // missing) are accepted values all the same: the old leader may have counted them for its
         // fast path. They go into the 1B before the log is cleared.
@@ -96,26 +101,29 @@ extension ServerEngine {
         accepted1A[hi] = b.rawValue
         groupBallots[hi] = b
         groupLeaders[hi] = newLeader
-        changed[hi] = true
         tracer?.leaderChanged(group: h, ballot: b, leader: candidate, at: me)
         if old != me, old != candidate { permissionRequests.append((grant: false, node: old)) }
         if candidate != me { permissionRequests.append((grant: true, node: candidate)) }
         resetLog(h)
         if h == group {
+            streamMax = 0
+            ownProposalMax = 0
+            decidedClock = 0
+            publishedClock = 0
             deposed = false
             if candidate != me { recovery = nil }
             expectedBallot = b
             heartbeatChangedAt = now
             for i in followerReady.indices { followerReady[i] = false }
             if candidate == me {
-                respond(to: &recovery!, from: serverIndex, clock: clock,
+                respond(to: &recovery!, from: serverIndex, clock: clock, recovered: recovered,
                         entries: (ownEntries(held) + landed).map { ($0, holds($0.index, $0.id)) })
             } else {
                 relayBodies(held, to: candidate)
-                send1B(to: candidate, h: h, entries: ownEntries(held) + landed)
+                send1B(to: candidate, h: h, recovered: recovered, entries: ownEntries(held) + landed)
             }
         } else if candidate != me {
-            send1B(to: candidate, h: h, entries: [])
+            send1B(to: candidate, h: h, recovered: recovered, entries: [])
             if amLeader {
                 leaderSeq[hi] = 0
                 leaderReady[hi] = true
@@ -165,6 +173,19 @@ extension ServerEngine {
         return out
     }
 
+    /// The recovery section this process has: the one it processed, or a later one whose marker
+    /// landed in its log (with the whole section before it, same connection) but was not applied yet.
+    private func recoveredIncludingLanded() -> Ballot {
+        var seq = logNext[Int(group.rawValue)]
+        let ballot = groupBallots[Int(group.rawValue)]
+        for _ in 0..<layout.logCapacity {
+            guard let e = LogEntry.read(log + layout.logOffset(group: group, seq: seq), expected: seq), e.ballot == ballot else { break }
+            if e.kind == .recovered { return max(recoveredBallot, e.ballot) }
+            seq &+= 1
+        }
+        return recoveredBallot
+    }
+
     private func ownEntries(_ held: [Int]) -> [Entry] {
         held.compactMap { i in
             guard let j = destinationIndex(i, group) else { return nil }
@@ -187,7 +208,7 @@ extension ServerEngine {
         }
     }
 
-    private func send1B(to candidate: NodeID, h: GroupID, entries all: [Entry]) {
+    private func send1B(to candidate: NodeID, h: GroupID, recovered: Ballot, entries all: [Entry]) {
         let p = peer(server: candidate)
         // One entry per slot fits the mailbox: for a slot named twice, keep the newer message, or the
         // higher ballot of the same one (what the candidate would keep anyway).
@@ -216,8 +237,10 @@ extension ServerEngine {
         var crc = CRC32C.checksum(scratch, count: entries.count * size)
         var c = clock.littleEndian
         crc = withUnsafeBytes(of: &c) { CRC32C.checksum($0, seed: crc) }
+        var rb = recovered.rawValue.littleEndian
+        crc = withUnsafeBytes(of: &rb) { CRC32C.checksum($0, seed: crc) }
         header.storeBytes(of: crc.littleEndian, as: UInt32.self)
-        (header + 4).storeBytes(of: UInt32(0), as: UInt32.self)
+        (header + 4).storeBytes(of: recovered.rawValue.littleEndian, as: UInt32.self)
         (header + 8).storeBytes(of: clock.littleEndian, as: UInt64.self)
         (header + 16).storeBytes(of: groupBallots[Int(h.rawValue)].rawValue.littleEndian, as: UInt32.self)
         (header + 20).storeBytes(of: UInt32(entries.count).littleEndian, as: UInt32.self)
@@ -258,9 +281,10 @@ extension ServerEngine {
     /// Merges one 1B reply. Per slot, the newest message wins (an older one in the same slot was
     /// released by every member of this group, so delivered by all of them); per message, the
     /// timestamp with the highest ballot wins (Paxos).
-    private func respond(to r: inout Recovery, from server: Int, clock c: UInt64, entries: [(Entry, held: Bool)]) {
+    private func respond(to r: inout Recovery, from server: Int, clock c: UInt64, recovered: Ballot, entries: [(Entry, held: Bool)]) {
         r.responded[server] = true
         r.maxClock = max(r.maxClock, c)
+        if layout.servers(of: group).contains(server) { r.maxRecovered = max(r.maxRecovered, recovered) }
         for (e, held) in entries {
             if let have = r.bag[e.index], have.id == e.id {
                 if held { r.bodyHeld[e.index] = true }
@@ -289,8 +313,10 @@ extension ServerEngine {
             let count = Int(UInt32(truncatingIfNeeded: word >> 32))
             guard count * size <= layout.phase1bMailboxSize - 24 else { continue }
             var c = RemoteMemory.loadAcquiring(header + 8)
+            var rb = (header + 4).load(as: UInt32.self)
             var crc = CRC32C.checksum(base, count: count * size)
             crc = withUnsafeBytes(of: &c) { CRC32C.checksum($0, seed: crc) }
+            crc = withUnsafeBytes(of: &rb) { CRC32C.checksum($0, seed: crc) }
             guard crc == UInt32(littleEndian: header.load(as: UInt32.self)) else { continue }   // still landing
             var entries: [(Entry, held: Bool)] = []
             for n in 0..<count {
@@ -304,7 +330,7 @@ extension ServerEngine {
                                  Ballot(UInt32(littleEndian: q.load(fromByteOffset: 16, as: UInt32.self))),
                                  flags & EntryFlag.delivered != 0), flags & EntryFlag.bodyHeld != 0))
             }
-            respond(to: &r, from: s, clock: UInt64(littleEndian: c), entries: entries)
+            respond(to: &r, from: s, clock: UInt64(littleEndian: c), recovered: Ballot(UInt32(littleEndian: rb)), entries: entries)
             progress = true
             if r.finished { recovery = r; lateResponder(s) }
         }
@@ -333,7 +359,7 @@ extension ServerEngine {
     /// that option, see ``ProtocolConfig/singleGroupFastPath``).
     private func bodiesKnown(_ r: Recovery) -> Bool {
         r.bag.allSatisfy { index, v in
-            v.ts.isNone || holdsNewer(index, than: v.id) || holds(index, v.id)
+            v.ts.isNone || v.tsBallot < r.maxRecovered || holdsNewer(index, than: v.id) || holds(index, v.id)
                 || (r.bodyHeld[index] != true && !layout.config.singleGroupFastPath)
         }
     }
@@ -368,7 +394,9 @@ extension ServerEngine {
         }
         followerSeq = 0
         let maxDst = layout.maxDestinations
-        for (index, v) in r.bag.filter({ !$0.value.ts.isNone && !holdsNewer($0.key, than: $0.value.id) && holds($0.key, $0.value.id) })
+        let b = groupBallots[g]
+        for (index, v) in r.bag.filter({ !$0.value.ts.isNone && $0.value.tsBallot >= r.maxRecovered
+                                        && !holdsNewer($0.key, than: $0.value.id) && holds($0.key, $0.value.id) })
             .sorted(by: { ($0.value.ts, $0.key) < ($1.value.ts, $1.key) }) {
             guard destinationIndex(index, group) != nil else { continue }
             fastPathAcks[index] = 0
@@ -381,9 +409,24 @@ extension ServerEngine {
                 emitForward(index, k)
             }
         }
+        // Everything else pending gets a fresh timestamp, including messages whose only value is from
+        // a ballot older than a recovery section some replier has (never chosen, see `maxRecovered`).
         for index in 0..<present.count where present[index] {
-            if let j = destinationIndex(index, group), timestamps[index * maxDst + j].isNone { propose(index) }
+            if let j = destinationIndex(index, group), tsBallots[index * maxDst + j] != b {
+                fastPathAcks[index] = 0
+                propose(index)
+            }
         }
+        // The section ends: followers report it from now on, and only decisions after it move the
+        // delivery watermark.
+        followerSeq &+= 1
+        let marker = LogEntry(seq: followerSeq, ballot: b, tsBallot: b, timestamp: Timestamp(clock: clock, group: group),
+                              message: MessageID(rawValue: 0), sender: 0, slot: 0, group: group, kind: .recovered)
+        emitToFollowers(marker)
+        tracer?.recoveryEnded(marker, by: me)
+        recoveredBallot = b
+        recoveryTop = clock
+        streamMax = clock
         lastHeartbeatSent = 0
     }
 

@@ -76,10 +76,25 @@ public final class ServerEngine {
     // Step 2 (leader): the next sequence number for its followers, and for each other group's leader.
     var followerSeq: UInt32 = 0
     let leaderSeq: FixedTable<UInt32>
-    // Step 3: per group, the next sequence number expected in log[g]; and the largest timestamp
-    // processed from this process's own group log (a floor for anything its leader assigns later).
+    // Step 3: per group, the next sequence number expected in log[g].
     let logNext: FixedTable<UInt32>
-    var maxOwnLogTs = Timestamp.none
+
+    // The delivery watermark (Ordering.swift), all about this process's own group and the ballot it
+    // accepts writes under, all clock counters.
+    /// The largest value processed from the own group's stream in this ballot (proposals, forwards,
+    /// the recovery marker): the leader's later values exceed it.
+    var streamMax: UInt64 = 0
+    /// The largest own-group proposal processed in this ballot.
+    var ownProposalMax: UInt64 = 0
+    /// The highest own-group ballot whose recovery section this process processed (or, as its
+    /// leader, wrote), and the clock of that section's marker.
+    var recoveredBallot = Ballot.none
+    var recoveryTop: UInt64 = 0
+    /// The largest own-group value proposed after the recovery section and decided (f+1 votes) in
+    /// this ballot, as seen here.
+    var decidedClock: UInt64 = 0
+    /// The clock last published in this process's clock cells (follower), in this ballot.
+    var publishedClock: UInt64 = 0
 
     /// Delivered here; the message's metadata (id, destinations, timestamps) stays until its slot is
     /// reused, so a recovering leader can still learn its timestamps.
@@ -99,11 +114,6 @@ public final class ServerEngine {
     let crashedCell = FixedCell<Set<NodeID>>([])
     /// Per group, the highest phase-1A ballot accepted.
     let accepted1A: FixedTable<UInt32>
-    /// Per group, whether it changed leaders since start (bounds from its undecided timestamps are
-    /// then no longer trusted, see `pendingFloor`).
-    let changed: FixedTable<Bool>
-    /// The largest timestamp processed from this process's own group log in the initial ballot.
-    var initialOwnMax = Timestamp.none
     var deposed = false
     var recovery: Recovery? { unsafeAddress { recoveryCell.readAddress } unsafeMutableAddress { recoveryCell.address } }
     let recoveryCell = FixedCell<Recovery?>(nil)
@@ -160,6 +170,8 @@ public final class ServerEngine {
         public var delivered = 0
         public var releases = 0
         public var fastPathOrders = 0
+        /// Clock-cell publications of a follower (a delivery waited on the watermark, `Ordering.swift`).
+        public var clockPublications = 0
         /// Bodies of crashed senders' messages relayed to the other destinations (Task 10).
         public var relays = 0
         /// Writes of this process refused by a revoked permission (it was deposed).
@@ -213,7 +225,7 @@ public final class ServerEngine {
         relayHandled = FixedTable(repeating: 0, count: entries * layout.servers.count)
         lastSequence = FixedTable(repeating: 0, count: senders)
         accepted1A = FixedTable(groupBallots.map(\.rawValue))
-        changed = FixedTable(repeating: false, count: groups)
+        recoveredBallot = groupBallots[Int(g.rawValue)]   // the initial ballot has nothing to recover
         followerReady = FixedTable(repeating: true, count: layout.groupSize(g))
         leaderReady = FixedTable(repeating: true, count: groups)
     }
@@ -254,7 +266,6 @@ public final class ServerEngine {
         relayHandled.deallocate()
         lastSequence.deallocate()
         accepted1A.deallocate()
-        changed.deallocate()
         followerReady.deallocate()
         leaderReady.deallocate()
     }
@@ -282,6 +293,7 @@ public final class ServerEngine {
         progress = receiveBodies() || progress
         progress = processLogs() || progress
         progress = detectOrdered() || progress
+        progress = echoClockCells() || progress
         progress = deliverReady(deliver) || progress
         progress = sendReleases() || progress
         sendHeartbeats()
@@ -346,6 +358,12 @@ public protocol EngineTracer: AnyObject {
     func applied(_ entry: LogEntry, by follower: NodeID)
     /// `leader` became the leader of `group` under `ballot` (this process accepted its phase 1A).
     func leaderChanged(group: GroupID, ballot: Ballot, leader: NodeID, at process: NodeID)
+    /// A new leader wrote the marker that ends its recovery section (a `.recovered` entry).
+    func recoveryEnded(_ entry: LogEntry, by leader: NodeID)
+}
+
+extension EngineTracer {
+    public func recoveryEnded(_ entry: LogEntry, by leader: NodeID) {}
 }
 
 /// The corrections of spec §10 that the paper's final pseudo-code lacks.
@@ -363,7 +381,7 @@ extension ServerEngine: CustomDebugStringConvertible {
     /// The engine's state in a few lines: for diagnosing a stalled simulation.
     public var debugDescription: String {
         var s = "\(me) (\(group), member \(member)\(isLeader ? ", leader" : "")) clock \(clock) ballots \(ballots.map(\.rawValue)) "
-        s += "expected \(expected.array) released \(released.array) logNext \(logNext.array) followerSeq \(followerSeq) leaderSeq \(leaderSeq.array) maxOwnLogTs \(maxOwnLogTs)"
+        s += "expected \(expected.array) released \(released.array) logNext \(logNext.array) followerSeq \(followerSeq) leaderSeq \(leaderSeq.array) streamMax \(streamMax) decidedClock \(decidedClock) recovered \(recoveredBallot)@\(recoveryTop)"
         s += " deposed \(deposed) recovery \(recovery.map { "ballot \($0.ballot.rawValue) finished \($0.finished) responded \($0.responded) bag \($0.bag.count)" + " unknown \($0.bag.filter { !$0.value.ts.isNone && !holds($0.key, $0.value.id) }.map { "\($0.key):\($0.value.id)@\($0.value.ts) held \(ids[$0.key])" })" } ?? "none") crashed \(crashed.map(\.rawValue).sorted())\n"
         for h in 0..<layout.groupCount {
             let p = log + layout.logOffset(group: GroupID(UInt8(h)), seq: logNext[h])
@@ -383,7 +401,8 @@ extension ServerEngine: CustomDebugStringConvertible {
                 s += "    acks[\(j)] \(words) want \(String(AckWord.pack(tsBallots[i * maxDst + j], timestamps[i * maxDst + j]), radix: 16))\n"
             }
         }
-        s += "  ordered heap: \(heap.count)\n"
+        s += "  ordered heap: \(heap.count)\(heap.top.map { " top \(Timestamp(rawValue: $0.ts))" } ?? "")"
+        s += " clock cells \(layout.servers(of: group).map { String(RemoteMemory.loadAcquiring(ring + layout.clockCellOffset(server: $0)), radix: 16) })\n"
         for p in 0..<outbox.peers where outbox.pending(p) > 0 || outbox.enqueued(p) != outbox.retired(p) {
             s += "  outbox peer \(p): enqueued \(outbox.enqueued(p)) posted \(outbox.posted(p)) retired \(outbox.retired(p))\n"
         }

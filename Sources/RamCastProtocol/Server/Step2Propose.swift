@@ -32,11 +32,11 @@ extension ServerEngine {
             clock += 1
             ts = Timestamp(clock: clock, group: group)
         }
+        if ts.clock > ownProposalMax { ownProposalMax = ts.clock }
         let ballot = groupBallots[Int(group.rawValue)]
         let j = destinationIndex(index, group)!
         timestamps[index * maxDst + j] = ts
         tsBallots[index * maxDst + j] = ballot
-        if !changed[Int(group.rawValue)], ts > initialOwnMax { initialOwnMax = ts }
         let single = dstCount[index] == 1 && layout.config.singleGroupFastPath
         followerSeq &+= 1
         let entry = LogEntry(seq: followerSeq, ballot: ballot, tsBallot: ballot, timestamp: ts, message: ids[index],

@@ -33,6 +33,13 @@ extension ServerEngine {
             let g = Int(group.rawValue)
             if !fixes.contains(.sequenceOrder) { progress = applyDeferred() }
             while let entry = nextEntry(group) {
+                if entry.kind == .recovered {
+                    applyRecoveryMarker(entry)
+                    tracer?.applied(entry, by: me)
+                    logNext[g] &+= 1
+                    progress = true
+                    continue
+                }
                 if isObsolete(entry) {
                     // About a message whose slot was reused since: every member delivered it.
                     tracer?.applied(entry, by: me)
@@ -54,8 +61,7 @@ extension ServerEngine {
                 } else {
                     record(entry, index)
                 }
-                if entry.timestamp > maxOwnLogTs { maxOwnLogTs = entry.timestamp }
-                if !changed[g], entry.timestamp > initialOwnMax { initialOwnMax = entry.timestamp }
+                noteStreamValue(entry)
                 tracer?.applied(entry, by: me)
                 logNext[g] &+= 1
                 progress = true
@@ -73,7 +79,7 @@ extension ServerEngine {
             if let index = messageIndex(entry), entry.kind != .proposal || hasRoomToAck(index) {
                 record(entry, index)
                 if entry.kind == .proposal { ack(entry, index) }
-                if entry.timestamp > maxOwnLogTs { maxOwnLogTs = entry.timestamp }
+                noteStreamValue(entry)
                 deferredEntries.remove(at: i)
                 progress = true
             } else {
@@ -81,6 +87,23 @@ extension ServerEngine {
             }
         }
         return progress
+    }
+
+    /// The leader's values only grow along its stream: what was processed here bounds what comes.
+    @inline(__always)
+    private func noteStreamValue(_ e: LogEntry) {
+        let c = e.timestamp.clock
+        if c > streamMax { streamMax = c }
+        if e.kind == .proposal, c > ownProposalMax { ownProposalMax = c }
+    }
+
+    /// The new leader's recovery section ends here: every value it re-proposed (so every value any
+    /// earlier ballot may have chosen) is now recorded, and this process says so in later 1Bs.
+    private func applyRecoveryMarker(_ e: LogEntry) {
+        recoveredBallot = e.ballot
+        recoveryTop = e.timestamp.clock
+        if e.timestamp.clock > streamMax { streamMax = e.timestamp.clock }
+        if e.timestamp.clock > clock { clock = e.timestamp.clock }
     }
 
     /// Step-2 benchmark mode: followers record their leader's timestamps, and neither ack nor read

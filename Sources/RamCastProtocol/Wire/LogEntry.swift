@@ -14,6 +14,10 @@ public struct LogEntry: Hashable, Sendable {
         case proposal = 1
         /// Another group's timestamp, forwarded by the leader to its followers (step 3).
         case forward = 2
+        /// The end of a new leader's recovery section (its re-proposals, forwards and fresh
+        /// proposals for what was pending); `timestamp` is the leader's clock at that point, above
+        /// every value in the section. Names no message.
+        case recovered = 3
     }
 
     public var seq: UInt32

@@ -4,7 +4,8 @@ extension ServerEngine {
     /// Marks ORDERED every pending message whose every destination group h has (§10.2) a timestamp
     /// present here *and* f_h + 1 votes for exactly that `(ballot, ts)`: h's leader's proposal plus
     /// f_h matching follower acks in this slot's ack area. A single-group message at its leader is
-    /// also ordered once f of its signaled follower writes completed (the fast path).
+    /// also ordered once f of its signaled follower writes completed (the fast path). Own-group
+    /// decisions on the way raise the delivery watermark (`watermark(needing:)`).
     func detectOrdered() -> Bool {
         var progress = false
         var i = 0
@@ -120,7 +121,7 @@ extension ServerEngine {
     ///
     /// Undecided timestamps of *other* groups are no evidence of anything here: this process may not
     /// have heard yet of a recovery in that group, which can choose a smaller value (that was the
-    /// stale-view bug, `KnownGapTests.staleViewOfLeaderChange`).
+    /// stale-view bug, `StaleViewTests`).
     private func watermark(needing target: UInt64) -> UInt64 {
         guard target > decidedClock else { return decidedClock }
         // A message ordered before this ballot's timestamp for it was recorded (by its decided value

@@ -17,7 +17,8 @@ import RamCastFabric
 ///   followers.
 /// - Ordering and delivery (`Ordering.swift`): a message is ordered once every destination group's
 ///   timestamp is present and acked by f+1 of its members (§10.2), and delivered in
-///   `(final ts, message id)` order once nothing pending can end below it.
+///   `(final ts, message id)` order once nothing pending can end below it and the group's clock
+///   has provably passed it (the watermark, which keeps that true across leader changes).
 /// - Slot release (`Release.swift`): after delivery the slot is cleared and handed back to the sender.
 ///
 /// The hot path allocates nothing: all tables are sized from the ``Layout`` at init. Those it touches

@@ -55,6 +55,13 @@ enum RDMATestSetup {
                           connectTimeout: .seconds(10))
     }
 
+    /// Nodes 1 and 2 on this device, each listening on a fresh port.
+    static func pair() throws -> (RDMAEndpoint, RDMAEndpoint) {
+        let dir = [NodeID(1): RDMAAddress(host: address, port: nextPort()),
+                   NodeID(2): RDMAAddress(host: address, port: nextPort())]
+        return (try endpoint(1, dir), try endpoint(2, dir))
+    }
+
     static func endpoint(_ node: UInt32, _ directory: [NodeID: RDMAAddress]) throws -> RDMAEndpoint {
         try RDMAEndpoint(node: NodeID(node), configuration: configuration(directory), logger: logger("rdma.\(node)"))
     }
@@ -225,11 +232,7 @@ struct RDMAErrorTests {
     @Test("writes land: inline, non-inline, chains; bad requests are refused before posting",
           .enabled(if: RDMATestSetup.hasDevice, RDMATestSetup.needsDevice))
     func writesLand() throws {
-        let ip = RDMATestSetup.address
-        let dir = [NodeID(1): RDMAAddress(host: ip, port: RDMATestSetup.nextPort()),
-                   NodeID(2): RDMAAddress(host: ip, port: RDMATestSetup.nextPort())]
-        let a = try RDMATestSetup.endpoint(1, dir)
-        let b = try RDMATestSetup.endpoint(2, dir)
+        let (a, b) = try RDMATestSetup.pair()
         defer { a.close(); b.close() }
         let staging = try a.register(RegionID(2), length: 1 << 16, remoteAccess: .anyPeer)
         let target = try b.register(RegionID(0), length: 1 << 16, remoteAccess: .anyPeer)
@@ -356,11 +359,7 @@ struct RDMAErrorTests {
     @Test("error state: revoke → REM_ACCESS_ERR, nothing lands, posts refused; reconnect works; grant reaches the writer",
           .enabled(if: RDMATestSetup.hasDevice, RDMATestSetup.needsDevice))
     func revokeReconnectGrant() throws {
-        let ip = RDMATestSetup.address
-        let dir = [NodeID(1): RDMAAddress(host: ip, port: RDMATestSetup.nextPort()),
-                   NodeID(2): RDMAAddress(host: ip, port: RDMATestSetup.nextPort())]
-        let a = try RDMATestSetup.endpoint(1, dir)
-        let b = try RDMATestSetup.endpoint(2, dir)
+        let (a, b) = try RDMATestSetup.pair()
         defer { a.close(); b.close() }
         _ = try a.register(RegionID(0), length: 4096, remoteAccess: .anyPeer)
         let data = try b.register(RegionID(0), length: 4096, remoteAccess: .anyPeer)

@@ -9,7 +9,7 @@ extension ServerEngine {
     func detectOrdered() -> Bool {
         var progress = false
         var i = 0
-        let watermarkOpen = layout.config.steps >= 3 && recoveredBallot == groupBallots[Int(group.rawValue)]
+        let watermarkOpen = layout.config.steps >= 3 && hasOwnRecoverySection
         while i < pendingList.count {
             let index = Int(pendingList[i])
             if watermarkOpen { noteOwnDecision(index) }
@@ -51,9 +51,7 @@ extension ServerEngine {
                 stats.fastPathOrders += 1
                 // f followers have the write landed, and report it (and the recovery marker before
                 // it) in any later 1B: as good as f acks for the watermark.
-                if recoveredBallot == groupBallots[Int(group.rawValue)], ts.clock > recoveryTop, ts.clock > decidedClock {
-                    decidedClock = ts.clock
-                }
+                if watermarkWouldRise(to: ts.clock) { decidedClock = ts.clock }
             } else {
                 guard isDecided(index, j) else { return nil }
             }
@@ -86,25 +84,42 @@ extension ServerEngine {
     private func acksAlone(_ index: Int, _ j: Int, _ h: GroupID) -> Bool {
         let slotBase = layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots)
         var votes = 1
-        let ballot = UInt64(groupBallots[Int(h.rawValue)].rawValue & 0xFFFF)
+        let ballot = groupBallots[Int(h.rawValue)]
         let leader = leaderPeer(of: h)
         for q in layout.servers(of: h) where q != leader {
             let word = RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, server: q))
-            if word != 0, word >> 48 == ballot { votes += 1 }
+            if word != 0, AckWord.isUnder(ballot, word) { votes += 1 }
         }
         return votes >= layout.f(of: h) + 1
+    }
+
+    /// This process has the recovery section of the own-group ballot it follows (the initial
+    /// ballot has none to have).
+    var hasOwnRecoverySection: Bool { recoveredBallot == groupBallots[Int(group.rawValue)] }
+
+    /// Whether an own-group decision at clock `c` in this ballot is new evidence for the watermark:
+    /// above it, and proposed after the recovery section.
+    @inline(__always)
+    private func watermarkWouldRise(to c: UInt64) -> Bool {
+        hasOwnRecoverySection && c > recoveryTop && c > decidedClock
     }
 
     /// Raises the watermark with the message's own-group timestamp if it was proposed in this ballot
     /// after the recovery section and has f+1 votes.
     @inline(__always)
     private func noteOwnDecision(_ index: Int) {
-        guard recoveredBallot == groupBallots[Int(group.rawValue)], let j = destinationIndex(index, group) else { return }
+        guard let j = destinationIndex(index, group) else { return }
         let k = index * layout.maxDestinations + j
-        let ts = timestamps[k]
-        let c = ts.clock
-        guard c > decidedClock, c > recoveryTop, tsBallots[k] == groupBallots[Int(group.rawValue)], isDecided(index, j) else { return }
+        let c = timestamps[k].clock
+        guard watermarkWouldRise(to: c), tsBallots[k] == groupBallots[Int(group.rawValue)], isDecided(index, j) else { return }
         decidedClock = c
+    }
+
+    /// The clock that member `q` published in its clock cell under this ballot, if any.
+    @inline(__always)
+    private func publishedClock(of q: Int) -> UInt64? {
+        let word = RemoteMemory.loadAcquiring(ring + layout.clockCellOffset(server: q))
+        return AckWord.isUnder(groupBallots[Int(group.rawValue)], word) ? AckWord.value(word) : nil
     }
 
     /// The delivery watermark W (a clock value): this group's future timestamps, under this ballot or
@@ -129,8 +144,6 @@ extension ServerEngine {
         for i in 0..<heap.count { noteOwnDecision(Int(heap.key(at: i).index)) }
         let w = decidedClock
         guard target > w else { return w }
-        let g = Int(group.rawValue)
-        let ballot = UInt64(groupBallots[g].rawValue & 0xFFFF)
         let leader = leaderPeer(of: group)
         let cap = isLeader ? clock : streamMax
         let need = layout.f(of: group)
@@ -138,14 +151,10 @@ extension ServerEngine {
         // The largest value v that at least f followers' cells reach (the groups are small).
         var best: UInt64 = 0
         for q in layout.servers(of: group) where q != leader {
-            let word = RemoteMemory.loadAcquiring(ring + layout.clockCellOffset(server: q))
-            guard word >> 48 == ballot else { continue }
-            let v = word & 0xFFFF_FFFF_FFFF
-            guard v > best else { continue }
+            guard let v = publishedClock(of: q), v > best else { continue }
             var reach = 0
             for r in layout.servers(of: group) where r != leader {
-                let other = RemoteMemory.loadAcquiring(ring + layout.clockCellOffset(server: r))
-                if other >> 48 == ballot, other & 0xFFFF_FFFF_FFFF >= v { reach += 1 }
+                if let other = publishedClock(of: r), other >= v { reach += 1 }
             }
             if reach >= need { best = v }
         }
@@ -156,9 +165,7 @@ extension ServerEngine {
     /// watermark and no proposal of this ballot that could raise it by votes is in sight. The
     /// leader's cell counts for nothing (its vote is implied), but the followers answer it.
     private func publishClock(for target: UInt64) {
-        let g = Int(group.rawValue)
-        guard recoveredBallot == groupBallots[g], clock > publishedClock, clock >= target,
-              ownProposalMax < target || ownProposalMax <= recoveryTop else { return }
+        guard hasNewClockToPublish, clock >= target, ownProposalMax < target || ownProposalMax <= recoveryTop else { return }
         publishClock()
     }
 
@@ -166,34 +173,22 @@ extension ServerEngine {
     /// the others may have delivered already (by votes, or by cells of a follower that crashed
     /// since), so they would not publish on their own.
     func echoClockCells() -> Bool {
-        guard layout.config.steps >= 3, mayPublishClock else { return false }
-        let ballot = UInt64(groupBallots[Int(group.rawValue)].rawValue & 0xFFFF)
+        guard layout.config.steps >= 3, groupLeaders[Int(group.rawValue)] != member, hasNewClockToPublish else { return false }
         for q in layout.servers(of: group) where q != serverIndex {
-            let word = RemoteMemory.loadAcquiring(ring + layout.clockCellOffset(server: q))
-            if word >> 48 == ballot, word & 0xFFFF_FFFF_FFFF > publishedClock { return publishClock() }
+            if let v = publishedClock(of: q), v > publishedClock { return publishClock() }
         }
         return false
     }
 
-    private var mayPublishClock: Bool {
-        let g = Int(group.rawValue)
-        return groupLeaders[g] != member && recoveredBallot == groupBallots[g] && clock > publishedClock
-    }
+    /// This process's clock moved since it last published, and it has this ballot's recovery
+    /// section (a published clock promises both).
+    private var hasNewClockToPublish: Bool { hasOwnRecoverySection && clock > publishedClock }
 
     @discardableResult
     private func publishClock() -> Bool {
-        for q in layout.servers(of: group) where q != serverIndex {
-            if !outbox.hasRoom(q) { return false }
-        }
-        let word = AckWord.pack(groupBallots[Int(group.rawValue)], Timestamp(rawValue: clock))
-        let offset = layout.clockCellOffset(server: serverIndex)
-        for q in layout.servers(of: group) {
-            if q == serverIndex {
-                RemoteMemory.storeReleasing(word, at: ring + offset)
-            } else {
-                outbox.enqueue(q, region: Layout.ringRegion, offset: offset, length: 8) { $0.storeBytes(of: word, as: UInt64.self) }
-            }
-        }
+        guard hasRoom(inGroup: group) else { return false }
+        storeWord(AckWord.pack(groupBallots[Int(group.rawValue)], Timestamp(rawValue: clock)),
+                  at: layout.clockCellOffset(server: serverIndex), inGroup: group)
         publishedClock = clock
         stats.clockPublications += 1
         return true

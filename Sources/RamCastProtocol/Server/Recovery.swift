@@ -158,32 +158,30 @@ extension ServerEngine {
         return acceptedElsewhere.sorted { $0.key < $1.key }.map { ($0.key, $0.value.id, $0.value.ts, $0.value.tsBallot, false) }
     }
 
-    /// Proposals of the current ballot sitting in log[own group] beyond what was applied.
-    private func unappliedProposals() -> [Entry] {
-        var out: [Entry] = []
+    /// Entries of the current ballot that landed in log[own group] beyond what was applied, in
+    /// sequence order.
+    private func landedEntries() -> [LogEntry] {
+        var out: [LogEntry] = []
         var seq = logNext[Int(group.rawValue)]
         let ballot = groupBallots[Int(group.rawValue)]
         for _ in 0..<layout.logCapacity {
             guard let e = LogEntry.read(log + layout.logOffset(group: group, seq: seq), expected: seq), e.ballot == ballot else { break }
-            if e.kind == .proposal, e.group == group {
-                out.append((Int(e.sender) * layout.slots + Int(e.slot), e.message, e.timestamp, e.tsBallot, false))
-            }
+            out.append(e)
             seq &+= 1
         }
         return out
     }
 
+    /// Proposals among the landed, unapplied entries.
+    private func unappliedProposals() -> [Entry] {
+        landedEntries().filter { $0.kind == .proposal && $0.group == group }
+            .map { (Int($0.sender) * layout.slots + Int($0.slot), $0.message, $0.timestamp, $0.tsBallot, false) }
+    }
+
     /// The recovery section this process has: the one it processed, or a later one whose marker
     /// landed in its log (with the whole section before it, same connection) but was not applied yet.
     private func recoveredIncludingLanded() -> Ballot {
-        var seq = logNext[Int(group.rawValue)]
-        let ballot = groupBallots[Int(group.rawValue)]
-        for _ in 0..<layout.logCapacity {
-            guard let e = LogEntry.read(log + layout.logOffset(group: group, seq: seq), expected: seq), e.ballot == ballot else { break }
-            if e.kind == .recovered { return max(recoveredBallot, e.ballot) }
-            seq &+= 1
-        }
-        return recoveredBallot
+        landedEntries().first { $0.kind == .recovered }.map { max(recoveredBallot, $0.ballot) } ?? recoveredBallot
     }
 
     private func ownEntries(_ held: [Int]) -> [Entry] {

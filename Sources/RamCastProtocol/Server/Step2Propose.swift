@@ -4,9 +4,7 @@ extension ServerEngine {
     /// Room for a proposal's writes. Writes to peers known to be gone are dropped by the outbox,
     /// which always has room for them.
     func hasRoomToPropose(_ base: UnsafeRawPointer, destinationCount: Int) -> Bool {
-        for follower in layout.servers(of: group) where follower != serverIndex {
-            if !outbox.hasRoom(follower) { return false }
-        }
+        guard hasRoom(inGroup: group) else { return false }
         for j in 0..<destinationCount {
             let h = MessageSlot.destination(base, j)
             if h != group, !outbox.hasRoom(leaderPeer(of: h)) { return false }
@@ -49,6 +47,26 @@ extension ServerEngine {
         }
         tracer?.proposed(entry, by: me)
         stats.proposals += 1
+    }
+
+    /// Room in the outbox for one write to every member of `h` other than this process.
+    func hasRoom(inGroup h: GroupID) -> Bool {
+        for q in layout.servers(of: h) where q != serverIndex {
+            if !outbox.hasRoom(q) { return false }
+        }
+        return true
+    }
+
+    /// Writes `word` at `offset` of the ring region of every member of `h`: a release-store here,
+    /// an inline write to the others (acks, clock cells).
+    func storeWord(_ word: UInt64, at offset: Int, inGroup h: GroupID) {
+        for q in layout.servers(of: h) {
+            if q == serverIndex {
+                RemoteMemory.storeReleasing(word, at: ring + offset)
+            } else {
+                outbox.enqueue(q, region: Layout.ringRegion, offset: offset, length: 8) { $0.storeBytes(of: word, as: UInt64.self) }
+            }
+        }
     }
 
     /// Appends `entry` (its `seq` already assigned) to this leader's stream: to every follower that

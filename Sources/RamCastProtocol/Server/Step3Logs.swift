@@ -22,7 +22,7 @@ extension ServerEngine {
                         continue
                     }
                     guard let index = messageIndex(entry) else { break }
-                    guard hasRoomToForward() else { return progress }
+                    guard hasRoom(inGroup: group) else { return progress }
                     record(entry, index)
                     forward(entry, index)
                     logNext[h] &+= 1
@@ -158,13 +158,6 @@ extension ServerEngine {
         if e.timestamp.clock > clock { clock = e.timestamp.clock }
     }
 
-    private func hasRoomToForward() -> Bool {
-        for follower in layout.servers(of: group) where follower != serverIndex {
-            if !outbox.hasRoom(follower) { return false }
-        }
-        return true
-    }
-
     /// Leader, step 3: forward another group's timestamp to the followers, in this leader's one
     /// sequence, so a follower sees every timestamp in the leader's causal order.
     private func forward(_ e: LogEntry, _ index: Int) {
@@ -181,11 +174,7 @@ extension ServerEngine {
 
     private func hasRoomToAck(_ index: Int) -> Bool {
         let maxDst = layout.maxDestinations
-        for j in 0..<Int(dstCount[index]) {
-            for q in layout.servers(of: dsts[index * maxDst + j]) where q != serverIndex {
-                if !outbox.hasRoom(q) { return false }
-            }
-        }
+        for j in 0..<Int(dstCount[index]) where !hasRoom(inGroup: dsts[index * maxDst + j]) { return false }
         return true
     }
 
@@ -196,18 +185,9 @@ extension ServerEngine {
         let sender = index / layout.slots
         let word = AckWord.pack(e.tsBallot, e.timestamp)
         for j in 0..<Int(dstCount[index]) {
-            let h = dsts[index * maxDst + j]
             let slot = Int(slotNumbers[index * maxDst + j])
             let offset = layout.ackOffset(slotOffset: layout.slotOffset(sender: sender, slot: slot), server: serverIndex)
-            for q in layout.servers(of: h) {
-                if q == serverIndex {
-                    RemoteMemory.storeReleasing(word, at: ring + offset)
-                } else {
-                    outbox.enqueue(q, region: Layout.ringRegion, offset: offset, length: 8) {
-                        $0.storeBytes(of: word, as: UInt64.self)
-                    }
-                }
-            }
+            storeWord(word, at: offset, inGroup: dsts[index * maxDst + j])
         }
         tracer?.acked(e, by: me)
         stats.acks += 1

@@ -91,4 +91,10 @@ public enum AckWord {
     @inlinable public static func pack(_ ballot: Ballot, _ ts: Timestamp) -> UInt64 {
         UInt64(ballot.rawValue & 0xFFFF) << 48 | (ts.rawValue & 0xFFFF_FFFF_FFFF)
     }
+    /// Whether `word` was packed under `ballot` (its low 16 bits, all the word keeps).
+    @inlinable public static func isUnder(_ ballot: Ballot, _ word: UInt64) -> Bool {
+        word >> 48 == UInt64(ballot.rawValue & 0xFFFF)
+    }
+    /// The 48-bit value packed in `word`.
+    @inlinable public static func value(_ word: UInt64) -> UInt64 { word & 0xFFFF_FFFF_FFFF }
 }

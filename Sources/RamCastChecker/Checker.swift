@@ -8,6 +8,7 @@ public func check(
 ) -> CheckReport {
     var run = CheckRun(history: history, membership: membership, options: options)
     run.checkIntegrity()
+    run.checkJoinCuts()
     if quiescent {
         run.checkValidityAndAgreement()
     } else {
@@ -27,6 +28,8 @@ struct CheckRun {
     let membership: Membership
     let options: CheckOptions
     let ix: IndexedHistory
+    /// The cut of every new incarnation (`History.recordJoin`), placed in its group's order.
+    let joinCuts: [ProcessID: JoinCut]
     var kept: [Property: [Violation]] = [:]
     var counts: [Property: Int] = [:]
     var skipped: [Property: String] = [:]
@@ -37,6 +40,7 @@ struct CheckRun {
         self.membership = membership
         self.options = options
         self.ix = IndexedHistory(history, membership: membership)
+        self.joinCuts = ix.joinCuts()
         self.notes = history.notes
     }
 
@@ -82,6 +86,9 @@ struct CheckRun {
 
     // MARK: - Integrity
 
+    // A new incarnation is a process of its own (a fresh id), so these per-process checks need no change for
+    // it: a message its crashed predecessor delivered is no duplicate of its own delivery, and one at or
+    // before its cut, which its state already includes, is reported by `checkJoinCuts`.
     mutating func checkIntegrity() {
         for i in ix.conflictingMulticasts {
             let mc = history.multicasts[i]
@@ -155,12 +162,78 @@ struct CheckRun {
         }
     }
 
+    // MARK: - New incarnations
+
+    /// A joined process must be a group member, its cut must name a message its group delivered, and it
+    /// must not deliver anything at or before its cut: the state it got up to the cut already includes
+    /// those messages, so delivering one again is a second delivery across incarnations.
+    mutating func checkJoinCuts() {
+        guard !joinCuts.isEmpty else {
+            skip(.joinCut, "no join events")
+            return
+        }
+        for p in joinCuts.keys.sorted() {
+            let jc = joinCuts[p]!
+            switch jc.problem {
+            case .notAMember:
+                add(
+                    .joinCut,
+                    "process \(p) joined (cut \(jc.cut.map(\.description) ?? "none")) but is not a member of any "
+                        + "group: there is no group order for it to deliver",
+                    messages: jc.cut.map { [$0] } ?? [], processes: [p])
+                continue
+            case .cutNotDelivered:
+                let c = jc.cut!
+                let g = jc.group!
+                var why = ""
+                if let m = ix.messageIndex[c] {
+                    if let dst = ix.destinations[m], !dst.contains(g) {
+                        why = " (it is addressed to groups \(groupsText(dst)) only)"
+                    }
+                } else {
+                    why = " (it was never multicast or delivered)"
+                }
+                add(
+                    .joinCut,
+                    "process \(p) joined group \(g) after \(c), but no member of group \(g) delivered \(c)\(why): "
+                        + "the cut does not place it in its group's order",
+                    messages: [c], processes: [p])
+            case nil:
+                break
+            }
+            guard let slot = ix.slotOf[p], !jc.excused.isEmpty, let ref = jc.referenceSlot else { continue }
+            let seq = ix.sequence[slot]
+            let early = seq.indices.filter { jc.excused.contains(seq[$0]) }
+            guard let first = early.first else { continue }
+            let m = seq[first]
+            let id = ix.messageIDs[m]
+            let c = jc.cut!
+            let q = ix.processes[ref]
+            let cutPosition = positionText(ix.rawIndex[ref][jc.cutEntry])
+            let place =
+                ix.sequence[ref][...jc.cutEntry].firstIndex(of: m).map {
+                    "process \(q) delivered it at \(positionText(ix.rawIndex[ref][$0])), \(c) at \(cutPosition)"
+                } ?? "it precedes the cut of process \(q), which delivered \(c) at \(cutPosition)"
+            add(
+                .joinCut,
+                "process \(p) joined group \(jc.group!) after \(c) but delivered \(early.count) message"
+                    + "\(early.count == 1 ? "" : "s") at or before its cut, which its state already includes: first "
+                    + "\(id) (\(positionText(ix.rawIndex[slot][first]))); \(place)",
+                messages: [id, c], processes: [p, q])
+        }
+    }
+
     // MARK: - Validity and uniform agreement
 
+    /// A joined, non-crashed member is a correct member of its group like any other, except that it owes
+    /// nothing at or before its cut (`JoinCut.excused`): those messages are neither expected from it nor
+    /// counted when it delivers them (that is a join-cut violation), so it cannot stand in for a member that
+    /// missed one. Everything else is owed to it as to any correct member.
     mutating func checkValidityAndAgreement() {
         let crashed = history.crashed
         var correctMembers: [GroupID: Int] = [:]
         for (g, members) in membership.groups { correctMembers[g] = members.filter { !crashed.contains($0) }.count }
+        func excused(_ p: ProcessID, _ m: Int) -> Bool { joinCuts[p]?.excused.contains(m) ?? false }
 
         // Per message: deliveries by correct members of its destination groups, and by anyone.
         var correctDeliveries = [Int](repeating: 0, count: ix.messageCount)
@@ -169,9 +242,10 @@ struct CheckRun {
             let p = ix.processes[slot]
             let group = ix.processGroup[slot]
             let correct = !crashed.contains(p)
+            let excusedSet = joinCuts[p]?.excused ?? []
             for m in seq {
                 if anyDeliverer[m] < 0 { anyDeliverer[m] = slot }
-                if correct, let g = group, ix.addressed(m, to: g) { correctDeliveries[m] += 1 }
+                if correct, let g = group, ix.addressed(m, to: g), !excusedSet.contains(m) { correctDeliveries[m] += 1 }
             }
         }
         var expected = [Int](repeating: 0, count: ix.messageCount)
@@ -182,6 +256,11 @@ struct CheckRun {
             } else {
                 unknownDst += 1
             }
+        }
+        // A correct joined member is counted in `correctMembers`; take it back out for what it is excused.
+        for (p, jc) in joinCuts where !crashed.contains(p) {
+            guard let g = jc.group else { continue }
+            for m in jc.excused where ix.addressed(m, to: g) { expected[m] -= 1 }
         }
         if unknownDst > 0 {
             notes.append(
@@ -208,11 +287,18 @@ struct CheckRun {
             let got = deliveredBy[m]!
             var missing: [ProcessID] = []
             for g in dst {
-                for p in membership.members(of: g) where !crashed.contains(p) && !got.contains(p) {
+                for p in membership.members(of: g) where !crashed.contains(p) && !got.contains(p) && !excused(p, m) {
                     missing.append(p)
                 }
             }
-            let missingText = "process\(missing.count == 1 ? "" : "es") \(processesText(missing))"
+            var missingText = "process\(missing.count == 1 ? "" : "es") \(processesText(missing))"
+            let joinedMissing = missing.filter { joinCuts[$0] != nil }
+            if !joinedMissing.isEmpty {
+                let cuts = joinedMissing.map { p in
+                    joinCuts[p]!.cut.map { "\(p) joined after \($0)" } ?? "\(p) joined before its group delivered"
+                }
+                missingText += " (a new incarnation owes all after its cut: \(cuts.joined(separator: ", ")))"
+            }
             let mc = ix.firstMulticast[m]
             if mc >= 0, !crashed.contains(history.multicasts[mc].sender) {
                 add(
@@ -253,6 +339,10 @@ struct CheckRun {
 
     // MARK: - I1, I2
 
+    // Neither I1 nor I2 assumes a process delivers from the start: I1 compares each delivery with the first
+    // report of the same message, I2 compares consecutive deliveries of one process. A new incarnation's
+    // first delivery has no predecessor of its own, and the cut between it and its group's earlier
+    // deliveries is checked by `checkJoinCuts` and prefix order.
     mutating func checkSameTimestamps() {
         var refSlot = [Int](repeating: -1, count: ix.messageCount)
         var refTs = [Timestamp](repeating: 0, count: ix.messageCount)

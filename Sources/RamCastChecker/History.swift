@@ -36,7 +36,10 @@ public struct History: Sendable {
         public var eventIndex: Int
         /// The end of a new leader's recovery section: `timestamp` is its clock then (no message).
         public var isRecoveryMarker = false
-        public var isProposal: Bool { sourceGroup == nil && !isRecoveryMarker }
+        /// In a recovery section: a message the new leader had delivered (a restarted member releases
+        /// it undelivered). No timestamp is proposed or propagated by it.
+        public var isSettled = false
+        public var isProposal: Bool { sourceGroup == nil && !isRecoveryMarker && !isSettled }
     }
 
     public struct Ack: Sendable, Equatable {
@@ -69,6 +72,10 @@ public struct History: Sendable {
     /// Delivery sequences, parallel to `deliveringProcesses`, each in delivery order.
     public private(set) var deliverySequences: [[Delivery]] = []
     public private(set) var crashed: Set<ProcessID> = []
+    /// New incarnations (restarted members, each under a fresh process id) → their cut: the last message their
+    /// group's leader delivered before the incarnation's first delivery, nil if the leader had delivered
+    /// nothing. A joined process owes exactly its group's delivery order after the cut (see `recordJoin`).
+    public private(set) var joined: [ProcessID: MessageID?] = [:]
     public private(set) var leaderWrites: [LeaderWrite] = []
     public private(set) var acks: [Ack] = []
     public private(set) var processedSequences: [ProcessedSequence] = []
@@ -119,6 +126,25 @@ public struct History: Sendable {
         crashed.insert(process)
     }
 
+    /// `join(process, cut)`: `process` is a new incarnation of a crashed member (a fresh process id, added to
+    /// its group with `Membership.addMember(_:to:)`) that recovered no delivered history and delivers from
+    /// the cut on: exactly its group's delivery order after `cut`, gap-free, in everyone's order. Messages at
+    /// or before the cut are already in the state it got from a peer, so it owes none of them.
+    ///
+    /// - Parameter cut: the message the group's leader delivered last before the incarnation's first
+    ///   delivery, as the engine reports it; nil if the leader had delivered nothing yet.
+    ///
+    /// Recording a second join for the same process replaces the first (a process id names one incarnation,
+    /// so that is a recorder bug) and leaves a note.
+    public mutating func recordJoin(_ process: ProcessID, after cut: MessageID?) {
+        _ = nextEvent()
+        if let previous = joined.updateValue(cut, forKey: process) {
+            notes.append(
+                "join of process \(process) recorded twice (cuts \(previous.map(\.description) ?? "none") and "
+                    + "\(cut.map(\.description) ?? "none")); the later one counts")
+        }
+    }
+
     /// `propose(group, ballot, seq, message, ts)`: the leader of `group` wrote its own ts_g(m) at `sequence`.
     public mutating func recordProposal(
         group: GroupID, ballot: Ballot, sequence: UInt64, message: MessageID, timestamp: Timestamp
@@ -138,6 +164,15 @@ public struct History: Sendable {
             LeaderWrite(
                 group: group, ballot: ballot, sequence: sequence, message: message, timestamp: timestamp,
                 sourceGroup: sourceGroup, eventIndex: nextEvent()))
+    }
+
+    /// The new leader of `group` listed, at `sequence` of its recovery section, a message it had
+    /// delivered: a leader write for sequence checks (I3, I6), with no timestamp (I5 ignores it).
+    public mutating func recordSettled(group: GroupID, ballot: Ballot, sequence: UInt64, message: MessageID) {
+        leaderWrites.append(
+            LeaderWrite(
+                group: group, ballot: ballot, sequence: sequence, message: message, timestamp: 0,
+                sourceGroup: group, eventIndex: nextEvent(), isSettled: true))
     }
 
     /// The new leader of `group` ended its recovery section at `sequence`, its clock at `timestamp`:

@@ -16,6 +16,11 @@ struct IndexedHistory {
     /// Per delivering process (parallel to `history.deliveringProcesses`).
     var processes: [ProcessID] = []
     var processGroup: [GroupID?] = []
+    /// Per slot: the process is a new incarnation that delivers from a cut on (`History.joined`).
+    var isJoined: [Bool] = []
+    /// `History.joined`: every new incarnation and its cut, including those that delivered nothing.
+    let joined: [ProcessID: MessageID?]
+    var slotOf: [ProcessID: Int] = [:]
     /// First-occurrence delivery sequence: message indices.
     var sequence: [[Int]] = []
     /// For each entry of `sequence`, the index of that delivery in the raw delivery sequence (0-based).
@@ -27,6 +32,7 @@ struct IndexedHistory {
 
     init(_ history: History, membership: Membership) {
         self.membership = membership
+        self.joined = history.joined
         let multicasts = history.multicasts
         for (i, mc) in multicasts.enumerated() {
             let m = intern(mc.message)
@@ -39,6 +45,8 @@ struct IndexedHistory {
         }
         processes = history.deliveringProcesses
         processGroup = processes.map { membership.group(of: $0) }
+        isJoined = processes.map { history.joined[$0] != nil }
+        for (slot, p) in processes.enumerated() { slotOf[p] = slot }
         sequence.reserveCapacity(processes.count)
         rawIndex.reserveCapacity(processes.count)
         for raw in history.deliverySequences {
@@ -86,6 +94,83 @@ struct IndexedHistory {
     func addressed(_ m: Int, to group: GroupID) -> Bool {
         guard let dst = destinations[m] else { return false }
         return dst.contains(group)
+    }
+}
+
+// MARK: - New incarnations
+
+/// A new incarnation's cut, placed in its group's delivery order.
+struct JoinCut {
+    enum Problem {
+        /// The joined process is in no group: it has no group order to join.
+        case notAMember
+        /// No member of the group delivered the cut message.
+        case cutNotDelivered
+    }
+
+    var process: ProcessID
+    var group: GroupID?
+    var cut: MessageID?
+    /// The member whose delivery sequence places the cut (nil when the cut is nil or unresolved).
+    var referenceSlot: Int?
+    /// Index of the cut in `sequence[referenceSlot]`.
+    var cutEntry = -1
+    /// Message indices the process does not owe: everything at or before the cut in the group's order. A
+    /// message here that the process delivers anyway is a second delivery (its state already includes it).
+    var excused: Set<Int> = []
+    var problem: Problem?
+}
+
+extension IndexedHistory {
+    /// The cut of every joined process, keyed by process.
+    ///
+    /// The excused set of p with cut c is the delivery sequence, up to and including c, of a member of p's
+    /// group that delivered c: the first such member (in process id order) that is not itself joined, else
+    /// the first joined one. A joined reference only delivered from its own cut on, so its excused set is
+    /// added too (recursively; a cycle of joins referring to each other, impossible in a real run, stops the
+    /// recursion with what was gathered). A nil cut excuses nothing; so does a cut that nobody in the group
+    /// delivered, which `problem` reports.
+    func joinCuts() -> [ProcessID: JoinCut] {
+        var result: [ProcessID: JoinCut] = [:]
+        var inProgress = Set<ProcessID>()
+        func resolve(_ p: ProcessID) -> JoinCut {
+            if let done = result[p] { return done }
+            let cut = joined[p]!  // only called for joined processes
+            var jc = JoinCut(process: p, group: membership.group(of: p), cut: cut)
+            defer { result[p] = jc }
+            guard let g = jc.group else {
+                jc.problem = .notAMember
+                return jc
+            }
+            guard let c = cut else { return jc }
+            // Deliverers of c in g, by process id; a non-joined one is preferred.
+            var reference: (slot: Int, entry: Int)? = nil
+            if let m = messageIndex[c] {
+                for q in membership.members(of: g) where q != p {
+                    guard let slot = slotOf[q], let entry = sequence[slot].firstIndex(of: m) else { continue }
+                    if !isJoined[slot] {
+                        reference = (slot, entry)
+                        break
+                    }
+                    if reference == nil { reference = (slot, entry) }
+                }
+            }
+            guard let (slot, entry) = reference else {
+                jc.problem = .cutNotDelivered
+                return jc
+            }
+            jc.referenceSlot = slot
+            jc.cutEntry = entry
+            jc.excused = Set(sequence[slot][...entry])
+            let q = processes[slot]
+            if isJoined[slot], inProgress.insert(p).inserted {
+                jc.excused.formUnion(resolve(q).excused)
+                inProgress.remove(p)
+            }
+            return jc
+        }
+        for p in joined.keys.sorted() { _ = resolve(p) }
+        return result
     }
 }
 

@@ -59,6 +59,7 @@ extension CheckRun {
 
     private func writeText(_ w: History.LeaderWrite) -> String {
         if w.isRecoveryMarker { return "recovery marker (clock \(w.timestamp)) at seq \(w.sequence)" }
+        if w.isSettled { return "settled \(w.message) at seq \(w.sequence)" }
         if let h = w.sourceGroup { return "propagation of ts_\(h)(\(w.message)) = \(w.timestamp) at seq \(w.sequence)" }
         return "proposal of \(w.message) with ts \(w.timestamp) at seq \(w.sequence)"
     }
@@ -140,6 +141,11 @@ extension CheckRun {
         }
         // Distinct ackers per (g, b, m, ts): members of g only. The proposal is the leader's ack; when the
         // leader of (g, b) is unknown it counts as one more acker (record leaderChange to be exact).
+        // A new incarnation is a member with its own id but takes its predecessor's seat, so the quorum is a
+        // majority of the configured n (`Membership.quorumSize`), not of the members listed. Counting both
+        // incarnations as ackers cannot inflate one ballot's count: the newcomer acks nothing before it has
+        // processed a recovery marker of a ballot started after it came back, in which its predecessor,
+        // crashed by then, never acked.
         var ackers: [Key: Set<ProcessID>] = [:]
         var anonymous: Set<Key> = []
         for a in history.acks where membership.group(of: a.process) == a.group {
@@ -193,7 +199,8 @@ extension CheckRun {
         }
     }
 
-    // I6
+    // I6. Unchanged for a new incarnation: it acts on no write of the ballots before its return (its rings
+    // and logs are new), and its group's leader streams it a new ballot from that ballot's first write.
     mutating func checkFollowerSequences(byBallot: [GroupBallot: [Int]]) {
         var firstSequence: [GroupBallot: UInt64] = [:]
         for (key, indices) in byBallot {

@@ -22,22 +22,64 @@
 // O(min(|P|, |Q|)), so O(N² · D) overall for N processes that deliver D messages each
 // (6 processes × 10,000 messages: 15 pairs × ≤10,000 integer comparisons). One witness per pair.
 //
+// ## Prefix order with new incarnations
+//
+// A new incarnation p (`History.recordJoin`) recovered no delivered history and delivers from a cut on. It
+// behaves as if it had delivered, before its first delivery, a virtual prefix X of messages it did not
+// deliver itself (X ∩ P = ∅), and the definition applies to X + P. Where its cut lies is not used here (that
+// p delivers exactly its group's order after the cut is for agreement and the join-cut check); X is whatever
+// makes the pair consistent, if anything does. By the claim above, applied to X + P: (p, q) has no
+// violation iff some such X makes X + P and Q prefix-related. Let P and Q be non-empty (else there is
+// nothing to violate).
+//  * P[0] = Q[i]. In two prefix-related sequences without duplicates, P[0] sits at the same index in both,
+//    so |X| = i and X = Q[0..<i]: p behaves as if it had delivered q's prefix before its cut. So there is
+//    no violation iff P agrees with Q[i...] up to the shorter length and no message of P is in Q[0..<i].
+//    As P[0..<n] = Q[i..<i+n] once they agree, only P's tail beyond Q's end can be in Q[0..<i]. Witnesses:
+//    the first mismatch k, (P[k], Q[i+k]) as above; or P[k] = Q[j] with j < i, (P[0], Q[j]): p delivered
+//    Q[j] only after P[0], and q delivered P[0] only after Q[j].
+//  * P[0] ∉ Q. If P and Q are disjoint, X = Q works (Q is a prefix of Q + P). If some Q[j] is in P (as P[k],
+//    k > 0), the pair (P[0], Q[j]) violates for every X: p delivered Q[j] after P[0], and q never delivered
+//    P[0], so q delivered a later message of p but never p's first. So: a violation iff they intersect.
+// Both joined (q has a virtual prefix Y too, Y ∩ Q = ∅). If P[0] = Q[i], the same argument on X + P and
+// Y + Q forces X = Y + Q[0..<i]; Y = ∅ works whenever any Y does, so the first case applies unchanged.
+// Else, if Q[0] ∈ P, symmetrically. Else, if they share a message e: say X + P is a prefix of Y + Q (or
+// the other way round, symmetrically). P[0] ∉ Q, so P[0] is in Y, at index |X| < |Y|; e sits at
+// |X| + k = |Y| + j with k, j > 0, so Q[0], at index |Y|, falls inside P: a contradiction. So again: a
+// violation iff they intersect, witnessed by (P[0], e).
+// A pair of which neither is joined is compared from the start, as before. A joined pair builds a position
+// map of one restriction, O(|P| + |Q|), so the total stays O(N² · D).
+//
 // ## Acyclic order
 //
 // Nodes are messages; each process (crashed prefixes and non-members included) adds an edge between
-// consecutive first-occurrence deliveries; that graph has the same transitive closure as "<". Strongly
-// connected components are found with an iterative Tarjan (no recursion), and every non-trivial component
-// is reported with a shortest cycle through its root (BFS inside the component). O(M + D).
+// consecutive first-occurrence deliveries; that graph has the same transitive closure as "<". A new
+// incarnation adds the edges of what it delivered; the order before its cut is asserted by the members that
+// delivered it, not by it, so it needs no virtual edges here. Strongly connected components are found with
+// an iterative Tarjan (no recursion), and every non-trivial component is reported with a shortest cycle
+// through its root (BFS inside the component). O(M + D).
 
-/// Where two processes' restricted sequences first diverge.
+/// Where two processes' restricted sequences first diverge: the messages m (`entryP`) and m' (`entryQ`) with
+/// neither "p delivered m' before m" nor "q delivered m before m'".
 struct PrefixOrderWitness {
+    enum Kind {
+        /// Neither is joined: compared from the start; `commonIndex` messages agree before m and m'.
+        case fromStart
+        /// `slotP` is joined and its first restricted message is `slotQ`'s entry `firstEntryQ`; from there,
+        /// `commonIndex` messages agree before m and m'.
+        case aligned(firstEntryQ: Int)
+        /// `slotP` is joined, m is its first restricted message, and `slotQ` delivered m' (which p delivered
+        /// later) without m or before it.
+        case skipped
+    }
+
     var slotP: Int
     var slotQ: Int
-    /// 0-based index in the restricted sequences where they differ.
+    /// 0-based index in the restricted sequences where they differ (from the alignment point if `.aligned`).
     var commonIndex: Int
     /// Indices into `sequence[slotP]` / `sequence[slotQ]`.
     var entryP: Int
     var entryQ: Int
+    var kind = Kind.fromStart
 }
 
 extension IndexedHistory {
@@ -69,6 +111,10 @@ extension IndexedHistory {
                 guard let h = processGroup[q] else { continue }
                 let a = restrictions[p][h] ?? empty
                 let b = restrictions[q][g] ?? empty
+                if isJoined[p] || isJoined[q] {
+                    if let w = joinedPairWitness(p, a, q, b) { witnesses.append(w) }
+                    continue
+                }
                 let n = min(a.count, b.count)
                 let seqP = sequence[p]
                 let seqQ = sequence[q]
@@ -81,6 +127,48 @@ extension IndexedHistory {
             }
         }
         return witnesses
+    }
+
+    /// The prefix-order check of a pair of which at least one process is joined, on restrictions `a` (of
+    /// slot `p`) and `b` (of slot `q`); see "Prefix order with new incarnations" in the header.
+    func joinedPairWitness(_ p: Int, _ a: [Int], _ q: Int, _ b: [Int]) -> PrefixOrderWitness? {
+        guard !a.isEmpty, !b.isEmpty else { return nil }
+        // Message → index in the restriction.
+        func positions(_ slot: Int, _ entries: [Int]) -> [Int: Int] {
+            var map: [Int: Int] = [:]
+            map.reserveCapacity(entries.count)
+            for (j, e) in entries.enumerated() { map[sequence[slot][e]] = j }
+            return map
+        }
+        let inB = positions(q, b)
+        if isJoined[p], let i = inB[sequence[p][a[0]]] { return aligned(p, a, q, b, at: i, positionsInY: inB) }
+        let inA = positions(p, a)
+        if isJoined[q], let j = inA[sequence[q][b[0]]] { return aligned(q, b, p, a, at: j, positionsInY: inA) }
+        // The joined one's first message is not in the other sequence: a violation iff they intersect.
+        let (x, xs, y, ys, inX) = isJoined[p] ? (p, a, q, b, inA) : (q, b, p, a, inB)
+        guard let e = ys.first(where: { inX[sequence[y][$0]] != nil }) else { return nil }
+        return PrefixOrderWitness(slotP: x, slotQ: y, commonIndex: 0, entryP: xs[0], entryQ: e, kind: .skipped)
+    }
+
+    /// Joined `x`'s first restricted message is `y`'s restricted index `i`: compare `xs` with `ys[i...]`, and
+    /// no message of `xs` may be in `ys[..<i]` (x behaves as if it had delivered those before its cut).
+    private func aligned(
+        _ x: Int, _ xs: [Int], _ y: Int, _ ys: [Int], at i: Int, positionsInY: [Int: Int]
+    ) -> PrefixOrderWitness? {
+        let n = min(xs.count, ys.count - i)
+        for k in xs.indices {
+            let m = sequence[x][xs[k]]
+            if let j = positionsInY[m], j < i {
+                return PrefixOrderWitness(
+                    slotP: x, slotQ: y, commonIndex: 0, entryP: xs[0], entryQ: ys[j], kind: .skipped)
+            }
+            if k < n, m != sequence[y][ys[i + k]] {
+                return PrefixOrderWitness(
+                    slotP: x, slotQ: y, commonIndex: k, entryP: xs[k], entryQ: ys[i + k],
+                    kind: .aligned(firstEntryQ: ys[i]))
+            }
+        }
+        return nil
     }
 
     func describe(_ w: PrefixOrderWitness, positionOf: (Int, Int) -> Int?) -> Violation {
@@ -98,7 +186,20 @@ extension IndexedHistory {
             return "never"
         }
         var text = "process \(p) (group \(g)) and process \(q) (group \(h)) diverge on the messages addressed to "
-        text += "\(scope): after \(w.commonIndex) common message\(w.commonIndex == 1 ? "" : "s"), "
+        text += "\(scope): "
+        let common = "\(w.commonIndex) common message\(w.commonIndex == 1 ? "" : "s")"
+        let incarnation = "process \(p) is a new incarnation (cut \(joined[p]??.description ?? "none"))"
+        switch w.kind {
+        case .fromStart:
+            text += "after \(common), "
+        case .aligned(let firstEntryQ):
+            let first = sequence[w.slotQ][firstEntryQ]
+            text += "\(incarnation) whose first of them, \(messageIDs[first]), process \(q) delivered at "
+            text += "\(positionText(rawIndex[w.slotQ][firstEntryQ])); after \(common) from there, "
+        case .skipped:
+            text += "\(incarnation), and process \(q) delivered one of its later messages without its first one or "
+            text += "before it: "
+        }
         text += "process \(p) delivered \(idM) (\(positionText(rawIndex[w.slotP][w.entryP]))) and process \(q) "
         text += "delivered \(idM2) (\(positionText(rawIndex[w.slotQ][w.entryQ]))); process \(p) delivered \(idM2) "
         text += "\(later(w.slotP, m2)), process \(q) delivered \(idM) \(later(w.slotQ, m))"
@@ -285,7 +386,9 @@ public enum PrefixOrder {
 
     /// The same set, straight from the definition: every p ∈ g, q ∈ h, m ≠ m' with g, h ∈ dst(m) ∩ dst(m').
     /// O(N² · D²). Independent of `IndexedHistory`; it shares only the rules for dst(m) (first mcast, else the
-    /// first delivery reporting destinations) and for duplicates (first delivery counts).
+    /// first delivery reporting destinations) and for duplicates (first delivery counts). For a joined process
+    /// (`History.joined`) the definition applies to its sequence behind a virtual prefix: the other process's
+    /// messages before its first one, built explicitly here rather than by the reduction's index comparisons.
     public static func bruteForceViolatingPairs(_ history: History, membership: Membership) -> Set<Pair> {
         var dst: [MessageID: [GroupID]] = [:]
         for mc in history.multicasts where dst[mc.message] == nil { dst[mc.message] = mc.destinations }
@@ -297,34 +400,53 @@ public enum PrefixOrder {
         }
         for (m, ds) in fromDeliveries where dst[m] == nil { dst[m] = ds }
 
-        var position: [ProcessID: [MessageID: Int]] = [:]
         var delivered: [ProcessID: [MessageID]] = [:]
         for (slot, p) in history.deliveringProcesses.enumerated() {
-            var pos: [MessageID: Int] = [:]
-            var list: [MessageID] = []
-            for (i, d) in history.deliverySequences[slot].enumerated() where pos[d.message] == nil {
-                pos[d.message] = i
-                list.append(d.message)
-            }
-            position[p] = pos
-            delivered[p] = list
+            var seen = Set<MessageID>()
+            delivered[p] = history.deliverySequences[slot].map(\.message).filter { seen.insert($0).inserted }
         }
 
         var pairs = Set<Pair>()
         let members = membership.processes
         for p in members {
             let g = membership.group(of: p)!
-            for q in members {
+            for q in members where q >= p {
                 let h = membership.group(of: q)!
-                let posP = position[p] ?? [:]
-                let posQ = position[q] ?? [:]
-                for m in delivered[p] ?? [] {
-                    guard let dm = dst[m], dm.contains(g), dm.contains(h) else { continue }
-                    for m2 in delivered[q] ?? [] where m2 != m {
-                        guard let dm2 = dst[m2], dm2.contains(g), dm2.contains(h) else { continue }
-                        let pDeliveredM2BeforeM = posP[m2].map { $0 < posP[m]! } ?? false
-                        let qDeliveredMBeforeM2 = posQ[m].map { $0 < posQ[m2]! } ?? false
-                        if !pDeliveredM2BeforeM && !qDeliveredMBeforeM2 { pairs.insert(Pair(p, q)) }
+                // Only messages addressed to both groups matter.
+                func restricted(_ x: ProcessID) -> [MessageID] {
+                    (delivered[x] ?? []).filter { dst[$0].map { $0.contains(g) && $0.contains(h) } ?? false }
+                }
+                var sequenceP = restricted(p)
+                var sequenceQ = restricted(q)
+                // A joined process is taken to have delivered, before its first delivery, the other's messages
+                // that precede it there (all of them if the other never delivered it), minus its own: see
+                // "Prefix order with new incarnations" for why this choice is as good as any.
+                let pJoined = history.joined[p] != nil
+                let qJoined = history.joined[q] != nil
+                let ownP = Set(sequenceP)
+                let ownQ = Set(sequenceQ)
+                if pJoined, let first = sequenceP.first, let i = sequenceQ.firstIndex(of: first) {
+                    sequenceP = sequenceQ[..<i].filter { !ownP.contains($0) } + sequenceP
+                } else if qJoined, let first = sequenceQ.first, let j = sequenceP.firstIndex(of: first) {
+                    sequenceQ = sequenceP[..<j].filter { !ownQ.contains($0) } + sequenceQ
+                } else if pJoined {
+                    sequenceP = sequenceQ.filter { !ownP.contains($0) } + sequenceP
+                } else if qJoined {
+                    sequenceQ = sequenceP.filter { !ownQ.contains($0) } + sequenceQ
+                }
+                // The definition, both ways round: x delivered m, y delivered m2 ⇒ x delivered m2 before m, or
+                // y delivered m before m2.
+                for (x, y) in [(sequenceP, sequenceQ), (sequenceQ, sequenceP)] {
+                    var posX: [MessageID: Int] = [:]
+                    var posY: [MessageID: Int] = [:]
+                    for (i, m) in x.enumerated() { posX[m] = i }
+                    for (i, m) in y.enumerated() { posY[m] = i }
+                    for m in x {
+                        for m2 in y where m2 != m {
+                            let xDeliveredM2BeforeM = posX[m2].map { $0 < posX[m]! } ?? false
+                            let yDeliveredMBeforeM2 = posY[m].map { $0 < posY[m2]! } ?? false
+                            if !xDeliveredM2BeforeM && !yDeliveredMBeforeM2 { pairs.insert(Pair(p, q)) }
+                        }
                     }
                 }
             }

@@ -5,6 +5,10 @@ public enum Property: String, CaseIterable, Sendable, CustomStringConvertible {
     case uniformAgreement = "uniform-agreement"
     case uniformPrefixOrder = "uniform-prefix-order"
     case uniformAcyclicOrder = "uniform-acyclic-order"
+    /// A new incarnation (`History.recordJoin`) joins consistently: it is a member of a group, its cut names a
+    /// message that a member of its group delivered, and it delivers nothing at or before its cut (the state
+    /// it got up to the cut already includes those messages). Skipped when the history records no join.
+    case joinCut = "join-cut"
     /// I1: every deliverer of m reports the same final ts (and the same per-group timestamps).
     case sameTimestamps = "I1-same-timestamps"
     /// I2: each process delivers in strictly increasing (finalTs, messageId) order.

@@ -51,6 +51,13 @@ public protocol FabricEndpoint: AnyObject {
 
     /// Releases every connection and region. Later calls throw ``FabricError/closed``.
     func close()
+
+    /// Set by a process that restarted (a new incarnation with none of its old memory) while it
+    /// opens its connections: each connection it initiates meanwhile reaches the peer as
+    /// ``FabricEvent/restarted(_:peer:)`` rather than ``FabricEvent/accepted(_:peer:)``, and it refuses
+    /// incoming connections, so that no peer mistakes it for the incarnation it replaces. Cleared once
+    /// every connection is open; later reconnections are ordinary.
+    var announcesRestart: Bool { get set }
 }
 
 extension FabricEndpoint {

@@ -10,6 +10,7 @@ public final class InProcessEndpoint: FabricEndpoint {
     let acceptsFrom: Set<NodeID>?
     var isClosed = false
     var crashed = false
+    public var announcesRestart = false
 
     /// Indexed by `RegionID.rawValue`, so the write path does no hashing.
     var regions: [LocalRegion?] = Array(repeating: nil, count: 256)

@@ -219,10 +219,13 @@ public final class InProcessFabric {
         if let members = target.acceptsFrom, !members.contains(e.node) {
             throw .rejected(peer: peer, address: address, reason: "\(e.node) is not a member of the cluster")
         }
+        if target.announcesRestart {
+            throw .rejected(peer: peer, address: address, reason: "\(peer) restarted and is still announcing itself")
+        }
         let id = ConnectionID(UInt32(links.count))
         let link = Link(id: id, a: e, b: target, limits: limits)
         links.append(link)
-        target.enqueue(.accepted(id, peer: e.node))
+        target.enqueue(e.announcesRestart ? .restarted(id, peer: e.node) : .accepted(id, peer: e.node))
         return id
     }
 }

@@ -52,6 +52,9 @@ final class Connection {
     /// The completion status that failed the connection, or nil if something else did.
     var failureStatus: UInt32?
     var failureText: String?
+    /// Accepted connections only: the connector announced a restart, so ESTABLISHED is reported as
+    /// ``FabricEvent/restarted(_:peer:)``.
+    var peerRestarted = false
     /// Regions whose current key still has to be sent to the peer in a control SEND.
     var dirtyRegions: [RegionID] = []
 
@@ -91,7 +94,8 @@ final class Connection {
     }
 
     func install(id: ConnectionID, peer: NodeID, address: String, cmId: UnsafeMutablePointer<rdma_cm_id>,
-                 qp: UnsafeMutablePointer<ibv_qp>, phase: Phase, remote descriptors: [Wire.Descriptor]) {
+                 qp: UnsafeMutablePointer<ibv_qp>, phase: Phase, remote descriptors: [Wire.Descriptor],
+                 peerRestarted: Bool = false) {
         self.id = id
         self.peer = peer
         self.address = address
@@ -99,6 +103,7 @@ final class Connection {
         self.qp = qp
         self.phase = phase
         userVisible = phase == .open
+        self.peerRestarted = peerRestarted
         disconnectReported = false
         noticePending = false
         failureStatus = nil
@@ -150,7 +155,8 @@ extension RDMAEndpoint {
     }
 
     /// Opens an RC connection to `peer` through rdma_cm: `rdma_resolve_addr`, `rdma_resolve_route`,
-    /// `rdma_create_qp`, then `rdma_connect` with this node's id and region keys as private data.
+    /// `rdma_create_qp`, then `rdma_connect` with this node's id and region keys as private data
+    /// (flagged as a restart while ``announcesRestart`` is set).
     ///
     /// Every step waits on a private event channel with the time left, so the call returns within
     /// `timeout` (plus the time to destroy the half-open id). Once established, the id moves to the
@@ -233,7 +239,8 @@ extension RDMAEndpoint {
                                          UInt32(ControlBuffers.bufferSize), control.buffers.lkey, ControlWorkRequest.recv(conn, i))
             guard rc == 0 else { throw VerbsError.systemCall("ibv_post_recv", rc) }
         }
-        let hello = Wire.encodeHello(Wire.Hello(node: node, regions: Array(control.descriptors(for: peer).prefix(Wire.maxConnectRegions))))
+        let hello = Wire.encodeHello(Wire.Hello(node: node, regions: Array(control.descriptors(for: peer).prefix(Wire.maxConnectRegions)),
+                                                restarted: announcesRestart))
         rc = hello.withUnsafeBytes {
             CRamCastVerbs_cm_connect(id, $0.baseAddress, UInt8($0.count), configuration.retryCount, configuration.rnrRetryCount)
         }
@@ -259,6 +266,13 @@ extension RDMAEndpoint {
         } catch {
             _ = CRamCastVerbs_cm_disconnect(id)
             throw .rejected(peer: peer, address: address.description, reason: "the accept carried invalid private data: \(error)")
+        }
+        // Only a connector announces a restart (an announcing acceptor rejects): a flagged REP is a
+        // peer speaking some other protocol, not one to write into.
+        guard !accepted.restarted else {
+            _ = CRamCastVerbs_cm_disconnect(id)
+            throw .rejected(peer: peer, address: address.description,
+                            reason: "the accept carried invalid private data: the restart flag, which only a connection request may carry")
         }
         guard accepted.node == peer else {
             _ = CRamCastVerbs_cm_disconnect(id)
@@ -329,7 +343,8 @@ extension RDMAEndpoint {
     /// Takes over a connection the control thread accepted.
     func installAccepted(_ a: AcceptedConnection) {
         let c = connections[a.slot]
-        c.install(id: a.id, peer: a.peer, address: a.address, cmId: a.cmId, qp: a.qp, phase: .pending, remote: a.remote)
+        c.install(id: a.id, peer: a.peer, address: a.address, cmId: a.cmId, qp: a.qp, phase: .pending, remote: a.remote,
+                  peerRestarted: a.restarted)
         qpNums[a.slot] = CRamCastVerbs_qp_num(a.qp)
         // A grant or revoke between building the accept and now: send the peer the current keys.
         let now = control.descriptors(for: a.peer)

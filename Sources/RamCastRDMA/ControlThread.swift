@@ -83,6 +83,8 @@ struct AcceptedConnection {
     let cmId: UnsafeMutablePointer<rdma_cm_id>
     let qp: UnsafeMutablePointer<ibv_qp>
     let remote: [Wire.Descriptor]
+    /// The connector announced a restart: reported as ``FabricEvent/restarted(_:peer:)``.
+    let restarted: Bool
     /// What the accept private data told the peer about our regions, to notice a grant or revoke
     /// that raced with the accept.
     let advertised: [Wire.Descriptor]
@@ -125,6 +127,7 @@ final class ControlContext: @unchecked Sendable {
     private var slotGeneration: [UInt16]
     private var nextSlot = 0
     private var advertised: [AdvertisedRegion] = []
+    private var restarting = false
 
     init(node: NodeID, directory: [NodeID: RDMAAddress], logger: Logger,
          channel: UnsafeMutablePointer<rdma_event_channel>, wakeFd: Int32,
@@ -201,6 +204,13 @@ final class ControlContext: @unchecked Sendable {
             guard let i = advertised.firstIndex(where: { $0.id == id }) else { return }
             advertised[i].peerRkeys[peer] = rkey
         }
+    }
+
+    /// ``RDMAEndpoint/announcesRestart``: the polling thread sets it and reads it to build a REQ;
+    /// the control thread reads it to refuse connection requests meanwhile.
+    var announcesRestart: Bool {
+        get { lock.withLock { restarting } }
+        set { lock.withLock { restarting = newValue } }
     }
 
     func requestStop() {
@@ -285,6 +295,12 @@ final class ControlContext: @unchecked Sendable {
             reject(id, from: from, reason: "\(hello.node) is not in the directory of \(node)")
             return
         }
+        // A new incarnation still opening its own connections must not be taken for the one it
+        // replaces: the peer retries once this process has announced itself everywhere.
+        guard !announcesRestart else {
+            reject(id, from: from, reason: "\(node) restarted and is still announcing itself")
+            return
+        }
         guard let (slot, conn) = allocateSlot() else {
             reject(id, from: from, reason: "\(node) has no free connection slot (maxConnections \(maxConnections))")
             return
@@ -312,7 +328,7 @@ final class ControlContext: @unchecked Sendable {
         // Handed over before rdma_accept: once accepted, the peer may send at once, and the polling
         // thread must already know the slot when that receive completes.
         push(.install(AcceptedConnection(slot: slot, id: conn, peer: hello.node, address: from, cmId: id, qp: qp,
-                                         remote: hello.regions, advertised: ours)))
+                                         remote: hello.regions, restarted: hello.restarted, advertised: ours)))
         let rc = data.withUnsafeBytes { CRamCastVerbs_cm_accept(id, $0.baseAddress, UInt8($0.count)) }
         if rc != 0 {
             push(.acceptFailed(conn, reason: "rdma_accept failed: \(VerbsError.message(-rc))"))
@@ -320,7 +336,8 @@ final class ControlContext: @unchecked Sendable {
         }
         logger.debug("accepted connection", metadata: [
             "node": "\(node)", "peer": "\(hello.node)", "from": "\(from)", "connection": "\(conn)",
-            "qp": "\(CRamCastVerbs_qp_num(qp))", "peerRegions": "\(hello.regions.count)"])
+            "qp": "\(CRamCastVerbs_qp_num(qp))", "peerRegions": "\(hello.regions.count)",
+            "peerRestarted": "\(hello.restarted)"])
     }
 
     private func reject(_ id: UnsafeMutablePointer<rdma_cm_id>, from: String, reason: String) {

@@ -25,6 +25,16 @@ public final class RDMAEndpoint: FabricEndpoint {
     public let node: NodeID
     public let limits: FabricLimits
     public let configuration: RDMAConfiguration
+    /// See ``FabricEndpoint/announcesRestart``. While set, ``connect(to:timeout:)`` flags its
+    /// rdma_cm REQ (bit 7 of the private data's count byte), so the peer reports
+    /// ``FabricEvent/restarted(_:peer:)``, and the control thread rejects every connection request
+    /// with a reason saying this process restarted and is still announcing itself (the connector
+    /// gets ``FabricError/rejected(peer:address:reason:)``). Lives in the control context, behind
+    /// its lock, because the control thread reads it.
+    public var announcesRestart: Bool {
+        get { control.announcesRestart }
+        set { control.announcesRestart = newValue }
+    }
     /// The device in use and the port, GID index and address the endpoint listens on.
     public let deviceName: String
     public let gidIndex: Int?
@@ -477,7 +487,7 @@ public final class RDMAEndpoint: FabricEndpoint {
             guard let c = slot(conn), c.phase == .pending else { return }
             c.phase = .open
             c.userVisible = true
-            events.append(.accepted(conn, peer: c.peer))
+            events.append(c.peerRestarted ? .restarted(conn, peer: c.peer) : .accepted(conn, peer: c.peer))
         case .disconnected(let conn, let reason):
             guard let c = slot(conn), c.cmId != nil else { return }
             connectionLost(c, conn, reason: reason)

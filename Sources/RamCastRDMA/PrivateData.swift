@@ -11,6 +11,11 @@ import RamCastFabric
 ///     3  u8   count: region descriptors that follow (REQ/REP), reason bytes (REJ), or message type (SEND)
 ///     4  u32  sender's node id
 ///
+/// In a REQ or REP, count holds the descriptors in its low 7 bits (never more than 11 fit) and bit 7
+/// says "the connecting process restarted" (``FabricEndpoint/announcesRestart``); an acceptor
+/// announcing a restart refuses connections instead, so bit 7 of a REP is always clear. Peers that
+/// never restart send the same bytes as before the bit existed, which is why the version stays 1.
+///
 /// Region descriptor, 16 bytes:
 ///
 ///     0  u64  (virtual address << 8) | region id    -- user-space addresses fit in 56 bits
@@ -34,6 +39,9 @@ enum Wire {
     static let controlMessageSize = 32
     static let controlTypeRegionKey: UInt8 = 1
     static let addressLimit: UInt64 = 1 << 56
+    /// Bit 7 of a REQ's count byte: the connecting process restarted.
+    static let restartedFlag: UInt8 = 0x80
+    static let countMask: UInt8 = 0x7F
 
     struct Descriptor: Hashable {
         var region: RegionID
@@ -46,6 +54,9 @@ enum Wire {
     struct Hello: Hashable {
         var node: NodeID
         var regions: [Descriptor]
+        /// REQ only: the connector is a new incarnation announcing itself (bit 7 of the count byte),
+        /// so the acceptor reports ``FabricEvent/restarted(_:peer:)`` rather than `accepted`.
+        var restarted = false
     }
 
     struct KeyUpdate: Hashable {
@@ -73,7 +84,10 @@ enum Wire {
     }
 
     static func encodeHello(_ hello: Hello) -> [UInt8] {
-        var b = header(count: UInt8(hello.regions.count), node: hello.node)
+        // Callers cap regions at maxConnectRegions / maxAcceptRegions; more would spill into the flag.
+        precondition(hello.regions.count <= maxAcceptRegions, "a hello carries at most \(maxAcceptRegions) regions")
+        let count = UInt8(hello.regions.count) | (hello.restarted ? restartedFlag : 0)
+        var b = header(count: count, node: hello.node)
         for d in hello.regions { encode(d, into: &b) }
         return b
     }
@@ -95,11 +109,12 @@ enum Wire {
 
     // MARK: Decoding
 
-    enum DecodeError: Error, CustomStringConvertible {
+    enum DecodeError: Error, Equatable, CustomStringConvertible {
         case tooShort(Int)
         case badMagic(UInt16)
         case badVersion(UInt8)
         case badLength(expected: Int, got: Int)
+        case tooManyRegions(Int)
 
         var description: String {
             switch self {
@@ -107,6 +122,7 @@ enum Wire {
             case .badMagic(let m): return "not a RamCast message (magic 0x\(String(m, radix: 16)))"
             case .badVersion(let v): return "protocol version \(v) is not supported (expected \(Wire.version))"
             case .badLength(let e, let g): return "private data holds \(g) bytes, \(e) needed"
+            case .tooManyRegions(let n): return "private data announces \(n) regions, at most \(Wire.maxAcceptRegions) fit"
             }
         }
     }
@@ -127,12 +143,15 @@ enum Wire {
     }
 
     static func decodeHello(_ b: UnsafeRawBufferPointer) throws(DecodeError) -> Hello {
-        let (count, node) = try decodeHeader(b)
+        let (byte, node) = try decodeHeader(b)
+        let count = byte & countMask
+        // No REQ or REP has room for more: a larger count is corruption, not a bigger message.
+        guard Int(count) <= maxAcceptRegions else { throw .tooManyRegions(Int(count)) }
         let need = headerSize + Int(count) * descriptorSize
         // rdma_cm may pad private data with zeros up to the transport's size, never shorten it.
         guard b.count >= need else { throw .badLength(expected: need, got: b.count) }
         let regions = (0..<Int(count)).map { decodeDescriptor(b, at: headerSize + $0 * descriptorSize) }
-        return Hello(node: node, regions: regions)
+        return Hello(node: node, regions: regions, restarted: byte & restartedFlag != 0)
     }
 
     /// The reason text of a RamCast REJ, or nil if `b` is not one.

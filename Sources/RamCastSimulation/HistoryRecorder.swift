@@ -6,7 +6,10 @@ import RamCastProtocol
 /// and the leader writes, acks and applied sequence numbers that invariants I3–I6 need.
 public final class HistoryRecorder: EngineTracer {
     public private(set) var history = History()
-    public let membership: Membership
+    public private(set) var membership: Membership
+    /// Per node: how many times it restarted. Each incarnation is its own process in the history:
+    /// the new one delivers from a cut on (``History/recordJoin(_:after:)``).
+    private var incarnations: [NodeID: UInt32] = [:]
 
     public init(layout: Layout) {
         var groups: [RamCastChecker.GroupID: [ProcessID]] = [:]
@@ -14,6 +17,32 @@ public final class HistoryRecorder: EngineTracer {
             groups[RamCastChecker.GroupID(UInt32(g))] = members.map { ProcessID($0.rawValue) }
         }
         membership = try! Membership(groups: groups)
+    }
+
+    /// The checker's process for the current incarnation of `node`.
+    func pid(_ node: NodeID) -> ProcessID {
+        ProcessID(node.rawValue + (incarnations[node] ?? 0) * Self.incarnationStride)
+    }
+
+    /// Process ids of later incarnations: node id + incarnation × this.
+    public static let incarnationStride: UInt32 = 1_000_000
+
+    /// `node` crashed before and now runs again with empty memory: later events are its new
+    /// incarnation's, a new member of the same group.
+    public func restarted(_ node: NodeID) {
+        incarnations[node, default: 0] += 1
+        if let g = membership.group(of: ProcessID(node.rawValue)) {
+            try! membership.addMember(pid(node), to: g)
+        }
+    }
+
+    public func settled(_ e: LogEntry, by leader: NodeID) {
+        history.recordSettled(group: Self.group(e.group), ballot: UInt64(e.ballot.rawValue), sequence: UInt64(e.seq),
+                              message: Self.id(e.message))
+    }
+
+    public func rejoined(_ process: NodeID, after cut: RamCastProtocol.MessageID?) {
+        history.recordJoin(pid(process), after: cut.map(Self.id))
     }
 
     static func id(_ m: RamCastProtocol.MessageID) -> RamCastChecker.MessageID {
@@ -27,11 +56,11 @@ public final class HistoryRecorder: EngineTracer {
     }
 
     public func delivered(_ d: borrowing Delivery) {
-        history.recordDelivery(process: ProcessID(d.process.rawValue), message: Self.id(d.id),
+        history.recordDelivery(process: pid(d.process), message: Self.id(d.id),
                                finalTimestamp: d.finalTimestamp.rawValue, destinations: d.destinations.map(Self.group))
     }
 
-    public func crashed(_ node: NodeID) { history.recordCrash(ProcessID(node.rawValue)) }
+    public func crashed(_ node: NodeID) { history.recordCrash(pid(node)) }
 
     public func proposed(_ e: LogEntry, by leader: NodeID) {
         history.recordProposal(group: Self.group(e.group), ballot: UInt64(e.ballot.rawValue), sequence: UInt64(e.seq),
@@ -50,12 +79,12 @@ public final class HistoryRecorder: EngineTracer {
     }
 
     public func acked(_ e: LogEntry, by follower: NodeID) {
-        history.recordAck(process: ProcessID(follower.rawValue), group: Self.group(e.group), ballot: UInt64(e.tsBallot.rawValue),
+        history.recordAck(process: pid(follower), group: Self.group(e.group), ballot: UInt64(e.tsBallot.rawValue),
                           message: Self.id(e.message), timestamp: e.timestamp.rawValue)
     }
 
     public func applied(_ e: LogEntry, by follower: NodeID) {
-        history.recordProcessedSequence(process: ProcessID(follower.rawValue), group: groupOf(follower),
+        history.recordProcessedSequence(process: pid(follower), group: groupOf(follower),
                                         ballot: UInt64(e.ballot.rawValue), sequence: UInt64(e.seq))
     }
 
@@ -64,7 +93,7 @@ public final class HistoryRecorder: EngineTracer {
     public func leaderChanged(group: RamCastProtocol.GroupID, ballot: RamCastProtocol.Ballot, leader: NodeID, at process: NodeID) {
         let key = [UInt64(group.rawValue), UInt64(ballot.rawValue)]
         guard leaderChanges.insert(key).inserted else { return }
-        history.recordLeaderChange(group: Self.group(group), ballot: UInt64(ballot.rawValue), leader: ProcessID(leader.rawValue))
+        history.recordLeaderChange(group: Self.group(group), ballot: UInt64(ballot.rawValue), leader: pid(leader))
     }
 
     private func groupOf(_ node: NodeID) -> RamCastChecker.GroupID {

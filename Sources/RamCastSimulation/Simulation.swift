@@ -29,6 +29,8 @@ public enum Simulation {
         public var crashes: [(member: Int, atStep: Int)] = []
         /// Senders to crash, and when.
         public var senderCrashes: [(sender: Int, atStep: Int)] = []
+        /// Crashed group members that restart with empty memory, and how many steps after their crash.
+        public var restarts: [(member: Int, afterSteps: Int)] = []
         /// Whether leaders use the single-group fast path. Its agreement is uniform only while
         /// senders do not crash (``ProtocolConfig/singleGroupFastPath``), so it is drawn only then.
         public var fastPath = false
@@ -38,6 +40,7 @@ public enum Simulation {
             "≤\(maxDestinations) destinations, inline ≤\(inlineThreshold), signal 1/\(signalInterval), SQ \(sendQueueDepth), " +
             "tear \(tearProbability), body delay \(bodyDelay)" + (fastPath ? ", fast path" : "") + (crashes.isEmpty ? "" : ", crashes \(crashes.map { "\($0.member)@\($0.atStep)" })")
                 + (senderCrashes.isEmpty ? "" : ", sender crashes \(senderCrashes.map { "s\($0.sender)@\($0.atStep)" })")
+                + (restarts.isEmpty ? "" : ", restarts \(restarts.map { "\($0.member)+\($0.afterSteps)" })")
         }
 
         /// Draws a shape: mostly groups of 3, sometimes 1 or 5; small rings and send queues, so that
@@ -104,7 +107,13 @@ public enum Simulation {
     /// senders also crash.
     public static func run(seed: UInt64, crashes: Bool = false) throws -> Outcome {
         var rng = SplitMix64(seed: seed)
-        let shape = Shape.random(&rng, crashes: crashes)
+        var shape = Shape.random(&rng, crashes: crashes)
+        // Half of the crashed members restart. Drawn from a generator of their own, so that the
+        // seeds found before restarts existed still draw the same shape and schedule up to then.
+        var restartRNG = SplitMix64(seed: seed ^ 0x5EED_0F_4E57A7)
+        for (member, _) in shape.crashes where restartRNG.next() % 2 == 0 {
+            shape.restarts.append((member, 1 + Int(restartRNG.next() % 4000)))
+        }
         return try run(seed: seed, shape: shape, rng: &rng)
     }
 
@@ -139,18 +148,41 @@ public enum Simulation {
         for node in cluster.servers { node.server!.tracer = recorder }
         let time = VirtualTime()
         for node in cluster.nodes { node.clock = { time.now } }
-        var crashPlan = shape.crashes.map { (node: groups.flatMap { $0 }[$0.member], step: $0.atStep) }
+        let members = groups.flatMap { $0 }
+        var crashPlan = shape.crashes.map { (node: members[$0.member], step: $0.atStep) }
             + shape.senderCrashes.map { (node: senders[$0.sender], step: $0.atStep) }
+        var restartPlan: [(node: NodeID, step: Int)] = []
         var dead: Set<NodeID> = []
+        /// Per node, what its current incarnation delivered, in order.
         var deliveredBy: [NodeID: Set<RamCastProtocol.MessageID>] = [:]
+        var everDelivered: Set<RamCastProtocol.MessageID> = []
+        /// Per checker process (each incarnation), its delivery order: to find a rejoined one's cut.
+        var sequences: [ProcessID: [RamCastProtocol.MessageID]] = [:]
+        /// Per rejoined node: the messages before its cut, which it is excused from delivering.
+        var excused: [NodeID: Set<RamCastProtocol.MessageID>] = [:]
+        func owes(_ q: NodeID, _ id: RamCastProtocol.MessageID) -> Bool {
+            guard let engine = cluster.nodeByID[q]?.server, engine.me == q, recorder.pid(q).rawValue >= HistoryRecorder.incarnationStride else { return true }
+            if engine.rejoining { return true }
+            if excused[q] == nil {
+                var before: Set<RamCastProtocol.MessageID> = []
+                if let cut = engine.joinedAfter, let g = layout.groupOf[q] {
+                    let group = recorder.membership.members(of: HistoryRecorder.group(g))
+                    if let order = group.lazy.compactMap({ sequences[$0] }).first(where: { $0.contains(cut) }) {
+                        before = Set(order[...order.firstIndex(of: cut)!])
+                    }
+                }
+                excused[q] = before
+            }
+            return !excused[q]!.contains(id)
+        }
         var sent: [(RamCastProtocol.MessageID, [RamCastProtocol.GroupID])] = []
         func complete() -> Bool {
             for (id, dst) in sent {
                 // A crashed sender's message is owed to everyone only if someone delivered it.
-                if dead.contains(id.sender), !deliveredBy.values.contains(where: { $0.contains(id) }) { continue }
+                if dead.contains(id.sender), !everDelivered.contains(id) { continue }
                 for g in dst {
                     for q in layout.members(of: g) where !dead.contains(q) {
-                        if deliveredBy[q]?.contains(id) != true { return false }
+                        if deliveredBy[q]?.contains(id) != true, owes(q, id) { return false }
                     }
                 }
             }
@@ -168,6 +200,8 @@ public enum Simulation {
         let deliver: (borrowing Delivery) -> Void = { d in
             recorder.delivered(d)
             deliveredBy[d.process, default: []].insert(d.id)
+            everDelivered.insert(d.id)
+            sequences[recorder.pid(d.process), default: []].append(d.id)
             delivered += 1
         }
         while steps < budget {
@@ -178,6 +212,20 @@ public enum Simulation {
                 fabric.crash(victim)
                 dead.insert(victim)
                 recorder.crashed(victim)
+                if let r = shape.restarts.first(where: { members.indices.contains($0.member) && members[$0.member] == victim }) {
+                    restartPlan.append((victim, steps + r.afterSteps))
+                }
+            }
+            if let i = restartPlan.firstIndex(where: { $0.step <= steps }) {
+                let node = restartPlan.remove(at: i).node
+                let fresh = try cluster.restart(node) { (id: NodeID) throws(FabricError) -> any FabricEndpoint in
+                    try fabric.makeEndpoint(id)
+                }
+                fresh.clock = { time.now }
+                fresh.server!.tracer = recorder
+                recorder.restarted(node)
+                dead.remove(node)
+                deliveredBy[node] = []
             }
             let action = rng.next() % 10
             if action < 2, let s = remaining.indices.filter({ remaining[$0] > 0 && !dead.contains(senders[$0]) }).randomElement(using: &rng) {
@@ -205,7 +253,8 @@ public enum Simulation {
             } else {
                 for _ in 0..<(1 + Int(rng.next() % 8)) { fabric.step() }
             }
-            if remaining.indices.allSatisfy({ remaining[$0] == 0 || dead.contains(senders[$0]) }), fabric.pendingWrites == 0, complete() { break }
+            if remaining.indices.allSatisfy({ remaining[$0] == 0 || dead.contains(senders[$0]) }), restartPlan.isEmpty,
+               fabric.pendingWrites == 0, complete() { break }
         }
         // Let outstanding releases, flushes and relays settle, then a quiescent check. Quiet means
         // no engine did protocol work for three heartbeat intervals (heartbeats never stop): crashed senders' bodies are relayed once per
@@ -218,7 +267,7 @@ public enum Simulation {
             fabric.drain()
             let work = cluster.servers.filter { !dead.contains($0.id) }.reduce(0) { sum, node in
                 let s = node.server!.stats
-                return sum + s.bodies + s.proposals + s.acks + s.delivered + s.releases + s.relays
+                return sum + s.bodies + s.proposals + s.acks + s.delivered + s.releases + s.relays + s.settled
             }
             if work != lastWork { quietSince = time.now; lastWork = work }
             if time.now - quietSince > 3 * config.heartbeatInterval, complete() { break }

@@ -212,6 +212,39 @@ struct RDMAErrorTests {
         #expect(throws: Wire.DecodeError.self) { try [UInt8](repeating: 1, count: 8).withUnsafeBytes { try Wire.decodeHello($0) } }
     }
 
+    @Test("private data: the restart flag rides in bit 7 of the count byte, a full REQ still fits 56 bytes")
+    func wireRestartFlag() throws {
+        let regions = (0..<Wire.maxConnectRegions).map {
+            Wire.Descriptor(region: RegionID(UInt8($0)), address: 0x7fff_0000_1000 + UInt64($0) << 16, length: 4096, rkey: 0xbeef + UInt32($0))
+        }
+        let plain = Wire.encodeHello(Wire.Hello(node: NodeID(5), regions: regions))
+        let flagged = Wire.encodeHello(Wire.Hello(node: NodeID(5), regions: regions, restarted: true))
+        #expect(flagged.count == Wire.connectCapacity)
+        // Only bit 7 of byte 3 differs: a connector that never restarts sends the old bytes.
+        #expect(plain[3] == UInt8(regions.count) && flagged[3] == 0x80 | UInt8(regions.count))
+        #expect(Array(plain[0..<3]) + Array(plain[4...]) == Array(flagged[0..<3]) + Array(flagged[4...]))
+        let padded = flagged + [UInt8](repeating: 0, count: 40)
+        #expect(try padded.withUnsafeBytes { try Wire.decodeHello($0) } == Wire.Hello(node: NodeID(5), regions: regions, restarted: true))
+        #expect(try plain.withUnsafeBytes { try Wire.decodeHello($0) }.restarted == false)
+        let empty = Wire.encodeHello(Wire.Hello(node: NodeID(6), regions: [], restarted: true))
+        #expect(empty.count == Wire.headerSize)
+        #expect(try empty.withUnsafeBytes { try Wire.decodeHello($0) } == Wire.Hello(node: NodeID(6), regions: [], restarted: true))
+        let full = (0..<Wire.maxAcceptRegions).map { Wire.Descriptor(region: RegionID(UInt8($0)), address: 4096, length: 1, rkey: 1) }
+        let rep = Wire.encodeHello(Wire.Hello(node: NodeID(7), regions: full))
+        #expect(rep.count == Wire.headerSize + Wire.maxAcceptRegions * Wire.descriptorSize && rep.count <= Wire.acceptCapacity)
+        #expect(try rep.withUnsafeBytes { try Wire.decodeHello($0) }.regions == full)
+        // Past 11 descriptors (with or without the flag) the count cannot be real.
+        for byte: UInt8 in [UInt8(Wire.maxAcceptRegions + 1), 0x80 | UInt8(Wire.maxAcceptRegions + 1), 0xFF] {
+            var bad = Wire.header(count: byte, node: NodeID(1))
+            bad += [UInt8](repeating: 0, count: 2100)
+            #expect(throws: Wire.DecodeError.tooManyRegions(Int(byte & 0x7F))) { try bad.withUnsafeBytes { try Wire.decodeHello($0) } }
+        }
+        // The flag's 3 descriptors still have to be there.
+        #expect(throws: Wire.DecodeError.badLength(expected: Wire.connectCapacity, got: 40)) {
+            try Array(flagged.prefix(40)).withUnsafeBytes { try Wire.decodeHello($0) }
+        }
+    }
+
     // MARK: - Need a device
 
     @Test("devices(): the configured device is listed with an active port, a RoCE v2 GID and a probed inline limit",

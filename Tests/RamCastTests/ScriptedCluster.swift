@@ -46,6 +46,28 @@ final class ScriptedCluster {
         recorder.crashed(node)
     }
 
+    /// Deliveries of incarnations that crashed and were restarted since, per node, oldest first.
+    var earlierDeliveries: [NodeID: [[RamCastProtocol.MessageID]]] = [:]
+
+    /// Restarts a crashed process as a new incarnation with empty memory: it connects to everyone
+    /// announcing the restart and waits to be taken back in by its group.
+    func restart(_ id: Int) throws {
+        let node = NodeID(UInt32(id))
+        let fabric = self.fabric
+        let fresh = try cluster.restart(node) { (id: NodeID) throws(FabricError) -> any FabricEndpoint in
+            try fabric.makeEndpoint(id)
+        }
+        fresh.server!.tracer = recorder
+        fresh.clock = { [unowned self] in self.now }
+        recorder.restarted(node)
+        earlierDeliveries[node, default: []].append(delivered[node] ?? [])
+        delivered[node] = []
+        finals[node] = []
+        dead.remove(node)
+    }
+
+    func server(_ id: Int) -> ServerEngine { cluster.nodeByID[NodeID(UInt32(id))]!.server! }
+
     /// Runs one engine step of `id` without posting its writes (they die with it if it crashes next).
     func pollOnly(_ id: Int) {
         cluster.nodeByID[NodeID(UInt32(id))]!.server!.poll { d in
@@ -55,11 +77,24 @@ final class ScriptedCluster {
         }
     }
 
-    /// Whether every surviving member of every destination delivered every message sent.
+    /// Whether every surviving member of every destination delivered every message sent (a
+    /// restarted one, every message after its cut in another member's order).
     var everyoneDelivered: Bool {
         sent.allSatisfy { id, dst in
-            dst.allSatisfy { g in layout.members(of: g).allSatisfy { dead.contains($0) || delivered[$0, default: []].contains(id) } }
+            dst.allSatisfy { g in layout.members(of: g).allSatisfy { dead.contains($0) || delivered[$0, default: []].contains(id) || beforeCut($0, id) } }
         }
+    }
+
+    /// Whether restarted process `q` is excused from `id`: another member delivered it at or before
+    /// `q`'s cut.
+    func beforeCut(_ q: NodeID, _ id: RamCastProtocol.MessageID) -> Bool {
+        guard earlierDeliveries[q] != nil, let engine = cluster.nodeByID[q]?.server, !engine.rejoining else { return false }
+        guard let cut = engine.joinedAfter else { return false }
+        for p in layout.members(of: layout.groupOf[q]!) where p != q {
+            let order = (earlierDeliveries[p]?.flatMap { $0 } ?? []) + (delivered[p] ?? [])
+            if let end = order.firstIndex(of: cut) { return order[...end].contains(id) }
+        }
+        return false
     }
 
     func pump(_ ids: Int...) throws {

@@ -123,11 +123,15 @@ public final class FabricDriver {
     /// Control-path failures (permission changes that failed), most recent last.
     public private(set) var problems: [String] = []
 
-    /// Handles connection events: attaches accepted connections and passes the others on.
+    /// Handles connection events: attaches accepted connections and passes the others on (a
+    /// restarted peer's connection is attached first).
     public func pollEvents(_ other: (FabricEvent) -> Void = { _ in }) {
         while let e = endpoint.pollEvent() {
             switch e {
             case .accepted(let conn, let peer): attach(conn, to: peer)
+            case .restarted(let conn, let peer):
+                attach(conn, to: peer)
+                other(e)
             default: other(e)
             }
         }

@@ -53,6 +53,29 @@ public final class LocalCluster {
         }
     }
 
+    /// Brings back node `id`, which crashed (its endpoint is closed), as a new incarnation with empty
+    /// memory on the endpoint `makeEndpoint` returns: it connects to every peer announcing its restart
+    /// and waits to be taken back in by its group (``ServerEngine/rejoining``). Returns the new node,
+    /// which replaces the old one in ``nodes``.
+    @discardableResult
+    public func restart(_ id: NodeID, connectTimeout: Duration = .milliseconds(200),
+                        makeEndpoint: (NodeID) throws -> any FabricEndpoint) throws -> ProcessNode {
+        guard let i = nodes.firstIndex(where: { $0.id == id }) else {
+            throw FabricError.invalidRegion(Layout.ringRegion, reason: "\(id) is not a node of this cluster")
+        }
+        guard layout.groupOf[id] != nil else {
+            // A sender's message ids restart at 1 with it, which its destinations would take for
+            // old messages: a restarted client joins under a new sender id instead.
+            throw FabricError.invalidRegion(Layout.senderRegion, reason: "\(id) is a sender: only group members restart")
+        }
+        let node = try ProcessNode(id, layout: layout, endpoint: try makeEndpoint(id), rejoining: true)
+        node.clock = nodes[i].clock
+        node.announceRestart(timeout: connectTimeout)
+        nodes[i] = node
+        nodeByID[id] = node
+        return node
+    }
+
     /// Closes every node's endpoint: connections and registered memory are released.
     public func close() {
         for node in nodes { node.driver.endpoint.close() }

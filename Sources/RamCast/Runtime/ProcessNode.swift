@@ -22,7 +22,11 @@ public final class ProcessNode {
 
     /// Registers `id`'s regions on `endpoint` and builds its engine. Grants are made here too: a group
     /// member lets its own group's leader and every other group's leader write its log region.
-    public init(_ id: NodeID, layout: Layout, endpoint: any FabricEndpoint) throws(FabricError) {
+    ///
+    /// With `rejoining`, the process restarted after a crash: its engine starts empty and waits to be
+    /// taken back in by its group (see ``ServerEngine/rejoining``), and its log grants nobody of its
+    /// own group (the ballot that takes it in grants its leader).
+    public init(_ id: NodeID, layout: Layout, endpoint: any FabricEndpoint, rejoining: Bool = false) throws(FabricError) {
         self.id = id
         self.layout = layout
         let peers = layout.servers.count + layout.config.senders.count
@@ -39,8 +43,9 @@ public final class ProcessNode {
             let ring = try endpoint.register(Layout.ringRegion, length: layout.ringRegionSize, remoteAccess: .anyPeer)
             let log = try endpoint.register(Layout.logRegion, length: layout.logRegionSize, remoteAccess: .grantedPeers)
             let server = ServerEngine(layout: layout, me: id, ring: ring.base, log: log.base,
-                                      recoveryScratch: cells.base + cellBytes, outbox: outbox)
+                                      recoveryScratch: cells.base + cellBytes, outbox: outbox, rejoining: rejoining)
             for (g, members) in layout.config.groups.enumerated() {
+                if rejoining, members.contains(id) { continue }
                 let leader = members[server.leaders[g]]
                 if leader != id { try endpoint.grantWrite(Layout.logRegion, to: leader) }
             }
@@ -95,7 +100,11 @@ public final class ProcessNode {
     @discardableResult
     public func pump(_ deliver: (borrowing Delivery) -> Void) throws(FabricError) -> Bool {
         driver.pollEvents { event in
-            if case .disconnected(let conn, let peer, _) = event { connectionLost(conn, peer: peer) }
+            switch event {
+            case .disconnected(let conn, let peer, _): connectionLost(conn, peer: peer)
+            case .restarted(_, let peer): peerRestarted(peer)
+            default: break
+            }
         }
         var progress = false
         if case .server(let engine) = role {
@@ -129,6 +138,39 @@ extension ProcessNode {
         } catch {
             outbox.markDead(p)
             server?.peerCrashed(node)
+        }
+    }
+
+    /// A peer restarted (its new incarnation connected, and the driver attached the connection):
+    /// what was queued for the old one is void, and the engine takes the newcomer back.
+    func peerRestarted(_ node: NodeID) {
+        guard let p = driver.peerIndex(of: node), layout.serverIndexOf[node] != nil else { return }
+        switch role {
+        case .server(let engine):
+            engine.outbox.revive(p)
+            engine.peerRestarted(node)
+            engine.resync(peer: p, restarted: true)
+        case .sender(let engine):
+            engine.peerRestarted(server: p)
+        }
+    }
+
+    /// Opens this restarted process's connections to every peer, announcing the restart (see
+    /// ``FabricEndpoint/announcesRestart``). A peer that does not answer is gone: the engine stops
+    /// waiting for it. Nobody connects to it meanwhile, so no peer takes it for its old incarnation.
+    public func announceRestart(timeout: Duration) {
+        driver.endpoint.announcesRestart = true
+        defer { driver.endpoint.announcesRestart = false }
+        for peer in peers {
+            guard let p = driver.peerIndex(of: peer) else { continue }
+            do {
+                let conn = try driver.endpoint.connect(to: peer, timeout: timeout)
+                driver.attach(conn, to: peer)
+            } catch {
+                let outbox = server?.outbox ?? sender!.outbox
+                outbox.markDead(p)
+                server?.peerCrashed(peer)
+            }
         }
     }
 

@@ -93,7 +93,7 @@ public struct Layout: Sendable, Hashable {
 
     // MARK: group-member regions
 
-    public var ringRegionSize: Int { clockCellsOffset + servers.count * 8 }
+    public var ringRegionSize: Int { rejoinRequestsOffset + servers.count * 8 }
     /// A scratch word after the rings: the target of flush writes, read by nobody.
     public var flushOffset: Int { config.senders.count * slots * slotSize }
 
@@ -124,6 +124,15 @@ public struct Layout: Sendable, Hashable {
     /// f of them plus the leader bound every later leader's fresh timestamps (see `Ordering.swift`).
     public var clockCellsOffset: Int { relayRequestsOffset + config.senders.count * servers.count * slots * 8 }
     @inlinable public func clockCellOffset(server: Int) -> Int { clockCellsOffset + server * 8 }
+    /// Resume cells, at a member that restarted: one word per sender, `counter + 1`, the slot counter
+    /// of this member's group from which that sender writes to it again (earlier messages of the
+    /// sender it never gets, see `Rejoin.swift`).
+    public var resumeCellsOffset: Int { clockCellsOffset + servers.count * 8 }
+    @inlinable public func resumeCellOffset(sender: Int) -> Int { resumeCellsOffset + sender * 8 }
+    /// Rejoin requests, at a group's leader: one word per server, the ballot under which a restarted
+    /// member asks the leader to start a ballot that takes it in.
+    public var rejoinRequestsOffset: Int { resumeCellsOffset + config.senders.count * 8 }
+    @inlinable public func rejoinRequestOffset(server: Int) -> Int { rejoinRequestsOffset + server * 8 }
     public var logRegionSize: Int { groupCount * logCapacity * Layout.logEntrySize }
 
     @inlinable public func slotOffset(sender: Int, slot: Int) -> Int { (sender * slots + slot) * slotSize }

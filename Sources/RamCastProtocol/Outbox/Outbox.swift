@@ -171,6 +171,13 @@ public final class Outbox {
         }
     }
 
+    /// A peer marked dead came back (restarted): its queue starts empty and writes to it are
+    /// posted again.
+    public func revive(_ peer: Int) {
+        deadPeers[peer] = false
+        reset(peer)
+    }
+
     /// Forgets the peer's queue (its connection died; what was not retired is lost with it).
     public func reset(_ peer: Int) {
         if postedCount[peer] != enqueuedCount[peer] { backlogCell[0] -= 1 }

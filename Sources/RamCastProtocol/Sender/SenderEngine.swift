@@ -234,3 +234,44 @@ extension SenderEngine {
         return false
     }
 }
+
+extension SenderEngine {
+    /// Group member `server` (its server index, also its outbox peer) restarted with empty memory.
+    /// The sender resumes writing to it from the lowest slot counter of its group that some other
+    /// live member has not released yet, `lo`: it tells the member `lo` (its resume cell), then
+    /// writes again, in counter order, the bodies of `lo ..< tail` from their staging buffers, which
+    /// are intact since those messages are not released everywhere. Messages below `lo` were
+    /// delivered by every live member of the group: the restarted member gets them with the state
+    /// it copies from a peer, not from the rings. Its release cell here starts at `lo`, so slot
+    /// reuse waits for its releases from then on.
+    ///
+    /// Off the hot path: once per restart. Every write goes on the fresh connection, in order, so
+    /// the resume word lands before the bodies.
+    public func peerRestarted(server p: Int) {
+        outbox.revive(p)
+        let g = layout.groupOf[layout.servers[p]]!
+        var lo = Int.max
+        for q in layout.servers(of: g) where q != p && !outbox.isDead(q) {
+            lo = min(lo, Int(RemoteMemory.loadAcquiring(region + layout.releaseCellOffset(server: q))))
+        }
+        let tail = tails[Int(g.rawValue)]
+        if lo == Int.max { lo = tail }
+        precondition(outbox.hasRoom(p, tail - lo + 1),
+                     "a restart writes up to slotsPerRing (\(layout.slots)) bodies at once: the outbox must hold one more")
+        RemoteMemory.storeReleasing(UInt64(lo), at: region + layout.releaseCellOffset(server: p))
+        let word = UInt64(lo + 1)
+        outbox.enqueue(p, region: Layout.ringRegion, offset: layout.resumeCellOffset(sender: senderIndex), length: 8) {
+            $0.storeBytes(of: word, as: UInt64.self)
+        }
+        for counter in lo..<tail {
+            let slot = counter % layout.slots
+            let seq = occupant[Int(g.rawValue) * layout.slots + slot]
+            let staging = region + layout.stagingOffset(Int((seq - 1) % UInt64(layout.senderStagingCount)))
+            outbox.enqueue(p, region: Layout.ringRegion, offset: layout.slotOffset(sender: senderIndex, slot: slot),
+                           source: staging, length: MessageSlot.bodyLength(staging, layout: layout))
+        }
+        // Step-1 records still name the old incarnation's queue, whose counters restarted: count
+        // those writes as done (the bodies were just written again).
+        for t in 0..<inPlaceTargets.count where inPlaceTargets[t].peer == Int32(p) { inPlaceTargets[t].counter = 0 }
+    }
+}

@@ -5,7 +5,7 @@ extension ServerEngine {
     /// heartbeat cell (one 8-byte inline write per follower).
     func sendHeartbeats() {
         // A candidate heartbeats too (with its new ballot), so that a long recovery is not suspected.
-        guard groupLeaders[Int(group.rawValue)] == member, !deposed,
+        guard groupLeaders[Int(group.rawValue)] == member, !deposed, !rejoining,
               now &- lastHeartbeatSent >= layout.config.heartbeatInterval else { return }
         for (i, f) in layout.members(of: group).enumerated() where i != member && !crashed.contains(f) {
             if !outbox.hasRoom(peer(server: f)) { return }
@@ -25,6 +25,7 @@ extension ServerEngine {
     /// expected instead (skipping members known to be gone); if that is this process, it starts
     /// recovery. Leadership thus moves deterministically: ballot b is led by member b mod n.
     func detectFailures() -> Bool {
+        if rejoining { return rejoinDuties() }
         let g = Int(group.rawValue)
         if heartbeatChangedAt == 0 { heartbeatChangedAt = now }
         let word = RemoteMemory.loadAcquiring(ring + layout.heartbeatOffset(group))
@@ -32,7 +33,11 @@ extension ServerEngine {
             heartbeatSeen = word
             if UInt32(truncatingIfNeeded: word >> 32) == groupBallots[g].rawValue { heartbeatChangedAt = now }
         }
-        if groupLeaders[g] == member { return false }
+        if groupLeaders[g] == member {
+            // Rejoin requests are rare: looked at once per heartbeat interval, not per poll.
+            guard now &- lastHeartbeatSent >= layout.config.heartbeatInterval else { return false }
+            return serveRejoinRequests()
+        }
         let expected = max(groupBallots[g], expectedBallot)
         let size = UInt32(layout.members(of: group).count)
         let awaited = layout.members(of: group)[Int(expected.rawValue % size)]
@@ -53,6 +58,7 @@ extension ServerEngine {
     /// The driver reports that `node` is gone (its connection died and cannot be re-established).
     public func peerCrashed(_ node: NodeID) {
         crashed.insert(node)
+        if let s = layout.senderIndexOf[node] { stopAwaitingResume(s) }
         if let s = layout.senderIndexOf[node], !senderCrashed[s] {
             senderCrashed[s] = true
             crashedSenders.append(s)

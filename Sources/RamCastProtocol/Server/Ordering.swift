@@ -259,6 +259,7 @@ extension ServerEngine {
                              payload: MessageSlot.payload(base, layout: layout, length: length),
                              process: me, group: group, slot: base, destinationCount: Int(dstCount[index])))
             stats.delivered += 1
+            lastDelivered = ids[index]
             release(index, base: base)
             progress = true
         }

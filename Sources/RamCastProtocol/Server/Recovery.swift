@@ -16,6 +16,12 @@ struct Recovery {
     /// ballots that this section did not re-propose were never chosen, and must not come back (a
     /// process may have delivered past them, see `Ordering.swift`).
     var maxRecovered = Ballot.none
+    /// Per server: a 1B came from a restarted member of this group not yet taken back in
+    /// (`recovered = 0`). It counts in no quorum; the member gets this ballot's stream.
+    var amnesiac: [Bool]
+    /// Restarted members whose (uncounted) 1B this ballot waits for before deciding, unless they
+    /// crash: the leader started it to take them in (`Rejoin.swift`).
+    var awaiting: [Int] = []
     var finished = false
 }
 
@@ -24,10 +30,11 @@ extension ServerEngine {
 
     /// Starts recovery with ballot `b`: fresh streams from the other leaders, empty mailboxes, and a
     /// 1A into every process of every group (including itself, handled like any other 1A).
-    func startRecovery(_ b: Ballot) -> Bool {
+    func startRecovery(_ b: Ballot, awaiting: [Int] = []) -> Bool {
         let others = layout.servers.filter { $0 != me }
         guard others.allSatisfy({ crashed.contains($0) || outbox.hasRoom(peer(server: $0)) }) else { return false }
-        recovery = Recovery(ballot: b, responded: Array(repeating: false, count: layout.servers.count), maxClock: clock)
+        recovery = Recovery(ballot: b, responded: Array(repeating: false, count: layout.servers.count), maxClock: clock,
+                            amnesiac: Array(repeating: false, count: layout.servers.count), awaiting: awaiting)
         for h in 0..<layout.groupCount where h != Int(group.rawValue) { resetLog(GroupID(UInt8(h))) }
         (ring + layout.phase1bOffset(server: 0)).initializeMemory(as: UInt8.self, repeating: 0,
                                                                   count: layout.servers.count * layout.phase1bMailboxSize)
@@ -78,7 +85,8 @@ extension ServerEngine {
         let old = leader(of: h)
         let held = heldIndices()
         let amLeader = isLeader && h != group
-        let recovered = h == group ? recoveredIncludingLanded() : recoveredBallot
+        // A restarted process not yet taken back in reports 0: no candidate counts its 1B.
+        let recovered = rejoining ? .none : (h == group ? recoveredIncludingLanded() : recoveredBallot)
         // Proposals that landed in this follower's log but were not applied yet (their body may be
         // missing) are accepted values all the same: the old leader may have counted them for its
         // fast path. They go into the 1B before the log is cleared.
@@ -115,7 +123,10 @@ extension ServerEngine {
             expectedBallot = b
             heartbeatChangedAt = now
             for i in followerReady.indices { followerReady[i] = false }
-            if candidate == me {
+            if rejoining {
+                // Its 1B waits until every sender resumed (`Rejoin.swift`).
+                owed1B = b
+            } else if candidate == me {
                 respond(to: &recovery!, from: serverIndex, clock: clock, recovered: recovered,
                         entries: (ownEntries(held) + landed).map { ($0, holds($0.index, $0.id)) })
             } else {
@@ -133,7 +144,7 @@ extension ServerEngine {
         return true
     }
 
-    private typealias Entry = (index: Int, id: MessageID, ts: Timestamp, tsBallot: Ballot, delivered: Bool)
+    typealias Entry = (index: Int, id: MessageID, ts: Timestamp, tsBallot: Ballot, delivered: Bool)
     /// Flags of a phase-1B entry.
     private enum EntryFlag {
         static let delivered: UInt8 = 1
@@ -206,7 +217,7 @@ extension ServerEngine {
         }
     }
 
-    private func send1B(to candidate: NodeID, h: GroupID, recovered: Ballot, entries all: [Entry]) {
+    func send1B(to candidate: NodeID, h: GroupID, recovered: Ballot, entries all: [Entry]) {
         let p = peer(server: candidate)
         // One entry per slot fits the mailbox: for a slot named twice, keep the newer message, or the
         // higher ballot of the same one (what the candidate would keep anyway).
@@ -303,7 +314,7 @@ extension ServerEngine {
         guard var r = recovery else { return false }
         var progress = false
         let size = Layout.recoveryEntrySize
-        for s in 0..<layout.servers.count where !r.responded[s] {
+        for s in 0..<layout.servers.count where !r.responded[s] && !r.amnesiac[s] {
             let base = ring + layout.phase1bOffset(server: s)
             let header = base + layout.phase1bMailboxSize - 24
             let word = RemoteMemory.loadAcquiring(header + 16)
@@ -316,6 +327,12 @@ extension ServerEngine {
             crc = withUnsafeBytes(of: &c) { CRC32C.checksum($0, seed: crc) }
             crc = withUnsafeBytes(of: &rb) { CRC32C.checksum($0, seed: crc) }
             guard crc == UInt32(littleEndian: header.load(as: UInt32.self)) else { continue }   // still landing
+            if rb == 0 {
+                // A restarted member not yet taken back in: it counts for nothing, and joins this
+                // ballot's stream only if the stream has not started (a later ballot takes it in).
+                if !r.finished, layout.servers(of: group).contains(s) { r.amnesiac[s] = true }
+                continue
+            }
             var entries: [(Entry, held: Bool)] = []
             for n in 0..<count {
                 let q = base + n * size
@@ -333,7 +350,8 @@ extension ServerEngine {
             if r.finished { recovery = r; lateResponder(s) }
         }
         recovery = r
-        if !r.finished, quorumsReplied(r), bodiesKnown(r) {
+        if !r.finished, quorumsReplied(r), bodiesKnown(r),
+           r.awaiting.allSatisfy({ r.amnesiac[$0] || crashed.contains(layout.servers[$0]) }) {
             finishRecovery()
             progress = true
         }
@@ -384,7 +402,8 @@ extension ServerEngine {
         recovery = r
         let g = Int(group.rawValue)
         for (i, q) in layout.members(of: group).enumerated() {
-            followerReady[i] = i != member && r.responded[layout.serverIndexOf[q]!]
+            let s = layout.serverIndexOf[q]!
+            followerReady[i] = i != member && (r.responded[s] || r.amnesiac[s])
         }
         for h in 0..<layout.groupCount where h != g {
             leaderReady[h] = r.responded[layout.serverIndexOf[leader(of: GroupID(UInt8(h)))]!]
@@ -393,6 +412,17 @@ extension ServerEngine {
         followerSeq = 0
         let maxDst = layout.maxDestinations
         let b = groupBallots[g]
+        // What this leader delivered already: a member that restarted releases it undelivered.
+        for index in 0..<present.count where delivered[index] && !present[index] {
+            guard let j = destinationIndex(index, group) else { continue }
+            followerSeq &+= 1
+            let entry = LogEntry(seq: followerSeq, ballot: b, tsBallot: tsBallots[index * maxDst + j],
+                                 timestamp: timestamps[index * maxDst + j], message: ids[index],
+                                 sender: UInt16(index / layout.slots), slot: UInt16(index % layout.slots),
+                                 group: group, kind: .settled)
+            emitToFollowers(entry)
+            tracer?.settled(entry, by: me)
+        }
         for (index, v) in r.bag.filter({ !$0.value.ts.isNone && $0.value.tsBallot >= r.maxRecovered
                                         && !holdsNewer($0.key, than: $0.value.id) && holds($0.key, $0.value.id) })
             .sorted(by: { ($0.value.ts, $0.key) < ($1.value.ts, $1.key) }) {
@@ -419,7 +449,7 @@ extension ServerEngine {
         // delivery watermark.
         followerSeq &+= 1
         let marker = LogEntry(seq: followerSeq, ballot: b, tsBallot: b, timestamp: Timestamp(clock: clock, group: group),
-                              message: MessageID(rawValue: 0), sender: 0, slot: 0, group: group, kind: .recovered)
+                              message: lastDelivered, sender: 0, slot: 0, group: group, kind: .recovered)
         emitToFollowers(marker)
         tracer?.recoveryEnded(marker, by: me)
         recoveredBallot = b
@@ -452,7 +482,11 @@ extension ServerEngine {
     /// is lost, so re-send what it needs from this process: its acks (a follower's, for the messages
     /// addressed to that peer's group) or, for a sender, the released count. A leader's stream to a
     /// follower breaks only when the leader was deposed, so it is not replayed.
-    public func resync(peer p: Int) {
+    ///
+    /// For a peer that restarted (`restarted`), acks go out for the messages this process delivered
+    /// too, as long as it holds their metadata: the newcomer may still need them to order a message
+    /// its group's leader had not delivered yet.
+    public func resync(peer p: Int, restarted: Bool = false) {
         if p >= layout.servers.count {
             releasePending[p - layout.servers.count] = true
             return
@@ -469,7 +503,7 @@ extension ServerEngine {
         }
         guard let qGroup = layout.groupOf[q], groupLeaders[g] != member else { return }
         let maxDst = layout.maxDestinations
-        for index in 0..<present.count where present[index] {
+        for index in 0..<present.count where present[index] || (restarted && delivered[index]) {
             guard let j = destinationIndex(index, group), let jq = destinationIndex(index, qGroup) else { continue }
             let k = index * maxDst + j
             guard !timestamps[k].isNone, outbox.hasRoom(p) else { continue }

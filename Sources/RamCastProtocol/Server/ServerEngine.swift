@@ -56,8 +56,32 @@ public final class ServerEngine {
     /// Whether this process acts as its group's leader: the current ballot's leader, done
     /// recovering, and not deposed (a write of it was refused by a revoked permission).
     public var isLeader: Bool {
-        groupLeaders[Int(group.rawValue)] == member && (recovery?.finished ?? true) && !deposed
+        groupLeaders[Int(group.rawValue)] == member && (recovery?.finished ?? true) && !deposed && !rejoining
     }
+
+    // Rejoining after a restart (Rejoin.swift).
+    /// This process restarted and has not yet processed a recovery section of its group: it
+    /// delivers nothing, counts in no quorum, and never leads.
+    public internal(set) var rejoining = false
+    /// After rejoining: the last message its group's leader had delivered before the section that
+    /// took this process in (nil: none). This process delivers the group's order after it; the
+    /// application's state up to it comes from a peer.
+    public internal(set) var joinedAfter: MessageID?
+    /// Per sender: its resume cell has not been read yet (rejoining only).
+    let awaitingResume: FixedTable<Bool>
+    var resumesOutstanding = 0
+    /// Per table entry: the id of a message the leader said it had delivered before this process
+    /// rejoined, whose body has not arrived (0: none). It is released on arrival, not delivered.
+    let dropIDs: FixedTable<UInt64>
+    var dropCount = 0
+    /// A 1B to its own group's candidate, held back until every sender resumed.
+    var owed1B: Ballot?
+    /// The ballot under which this process last asked its leader to be taken in.
+    var rejoinRequested = Ballot.none
+    var rejoinRequestedAt: UInt64 = 0
+    /// The last message this process delivered (a leader reports it with its recovery marker).
+    var lastDelivered: MessageID { unsafeAddress { lastDeliveredCell.readAddress } unsafeMutableAddress { lastDeliveredCell.address } }
+    let lastDeliveredCell = FixedCell<MessageID>(MessageID(rawValue: 0))
 
     // Step 1: per sender, the next slot counter expected in its ring here.
     let expected: FixedTable<Int>
@@ -177,14 +201,19 @@ public final class ServerEngine {
         public var relays = 0
         /// Writes of this process refused by a revoked permission (it was deposed).
         public var refusedWrites = 0
+        /// Messages released without delivery after a restart: delivered by the group before this
+        /// process rejoined (`Rejoin.swift`).
+        public var settled = 0
     }
 
     /// - Parameters:
     ///   - ring, log: this process's ring and log regions (``Layout/ringRegionSize``,
     ///     ``Layout/logRegionSize`` bytes).
     ///   - outbox: where the engine's writes go; one peer per server, then one per sender.
+    ///   - rejoining: this process restarted with empty memory and must be taken back in by its
+    ///     group (`Rejoin.swift`) before it delivers.
     public init(layout: Layout, me: NodeID, ring: UnsafeMutableRawPointer, log: UnsafeMutableRawPointer,
-                recoveryScratch: UnsafeMutableRawPointer, outbox: Outbox) {
+                recoveryScratch: UnsafeMutableRawPointer, outbox: Outbox, rejoining: Bool = false) {
         guard let g = layout.groupOf[me], let m = layout.memberIndexOf[me], let s = layout.serverIndexOf[me] else {
             preconditionFailure("\(me) is not a group member")
         }
@@ -229,6 +258,13 @@ public final class ServerEngine {
         recoveredBallot = groupBallots[Int(g.rawValue)]   // the initial ballot has nothing to recover
         followerReady = FixedTable(repeating: true, count: layout.groupSize(g))
         leaderReady = FixedTable(repeating: true, count: groups)
+        awaitingResume = FixedTable(repeating: rejoining, count: senders)
+        dropIDs = FixedTable(repeating: 0, count: entries)
+        if rejoining {
+            self.rejoining = true
+            resumesOutstanding = senders
+            recoveredBallot = .none
+        }
     }
 
     deinit {
@@ -269,6 +305,9 @@ public final class ServerEngine {
         accepted1A.deallocate()
         followerReady.deallocate()
         leaderReady.deallocate()
+        awaitingResume.deallocate()
+        dropIDs.deallocate()
+        lastDeliveredCell.deallocate()
     }
 
     /// Bytes of registered scratch memory the engine needs for recovery images.
@@ -293,9 +332,11 @@ public final class ServerEngine {
         progress = relayForCrashedSenders() || progress
         progress = receiveBodies() || progress
         progress = processLogs() || progress
-        progress = detectOrdered() || progress
-        progress = echoClockCells() || progress
-        progress = deliverReady(deliver) || progress
+        if !rejoining {
+            progress = detectOrdered() || progress
+            progress = echoClockCells() || progress
+            progress = deliverReady(deliver) || progress
+        }
         progress = sendReleases() || progress
         sendHeartbeats()
         _checkInvariants()
@@ -361,10 +402,17 @@ public protocol EngineTracer: AnyObject {
     func leaderChanged(group: GroupID, ballot: Ballot, leader: NodeID, at process: NodeID)
     /// A new leader wrote the marker that ends its recovery section (a `.recovered` entry).
     func recoveryEnded(_ entry: LogEntry, by leader: NodeID)
+    /// A restarted process was taken back in: it delivers its group's order after `cut` (nil: from
+    /// the start).
+    func rejoined(_ process: NodeID, after cut: MessageID?)
+    /// A new leader's recovery section listed a message it had delivered (a `.settled` entry).
+    func settled(_ entry: LogEntry, by leader: NodeID)
 }
 
 extension EngineTracer {
     public func recoveryEnded(_ entry: LogEntry, by leader: NodeID) {}
+    public func rejoined(_ process: NodeID, after cut: MessageID?) {}
+    public func settled(_ entry: LogEntry, by leader: NodeID) {}
 }
 
 /// The corrections of spec §10 that the paper's final pseudo-code lacks.

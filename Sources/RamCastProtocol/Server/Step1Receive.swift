@@ -10,6 +10,8 @@ extension ServerEngine {
         for sender in 0..<expected.count {
             // A crashed sender's ring is taken in any slot order (CrashedSenderRelay.swift).
             if senderCrashed[sender] { continue }
+            // After a restart, a ring is polled only from the counter its sender resumed at.
+            if resumesOutstanding > 0, awaitingResume[sender], !takeResume(sender) { continue }
             while true {
                 let slot = expected[sender] % slots
                 let index = sender * slots + slot
@@ -36,6 +38,10 @@ extension ServerEngine {
     func take(_ index: Int, base: UnsafeRawPointer, header: MessageSlot.Header) -> Bool {
         if isLeader, !hasRoomToPropose(base, destinationCount: header.destinationCount) { return false }
         accept(index, base: base, header: header)
+        if dropCount > 0, dropIDs[index] == header.id.rawValue {
+            settle(index)   // delivered by the group before this process rejoined (Rejoin.swift)
+            return true
+        }
         if isLeader, layout.config.steps >= 2 { propose(index) }
         return true
     }

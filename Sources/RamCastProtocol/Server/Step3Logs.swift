@@ -33,6 +33,13 @@ extension ServerEngine {
             let g = Int(group.rawValue)
             if !fixes.contains(.sequenceOrder) { progress = applyDeferred() }
             while let entry = nextEntry(group) {
+                if entry.kind == .settled {
+                    if rejoining { settleOrRemember(entry) }
+                    tracer?.applied(entry, by: me)
+                    logNext[g] &+= 1
+                    progress = true
+                    continue
+                }
                 if entry.kind == .recovered {
                     applyRecoveryMarker(entry)
                     tracer?.applied(entry, by: me)
@@ -48,6 +55,12 @@ extension ServerEngine {
                     continue
                 }
                 guard let index = messageIndex(entry) else {
+                    if dropCount > 0, isSettledElsewhere(entry) {
+                        tracer?.applied(entry, by: me)
+                        logNext[g] &+= 1
+                        progress = true
+                        continue
+                    }
                     if fixes.contains(.sequenceOrder) { break }
                     // The paper's final version: skip an entry whose body is missing, come back later.
                     deferredEntries.append(entry)
@@ -104,6 +117,7 @@ extension ServerEngine {
         recoveryTop = e.timestamp.clock
         if e.timestamp.clock > streamMax { streamMax = e.timestamp.clock }
         if e.timestamp.clock > clock { clock = e.timestamp.clock }
+        if rejoining { finishRejoin(after: e.message) }
     }
 
     /// Step-2 benchmark mode: followers record their leader's timestamps, and neither ack nor read

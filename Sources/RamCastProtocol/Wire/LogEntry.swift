@@ -16,8 +16,13 @@ public struct LogEntry: Hashable, Sendable {
         case forward = 2
         /// The end of a new leader's recovery section (its re-proposals, forwards and fresh
         /// proposals for what was pending); `timestamp` is the leader's clock at that point, above
-        /// every value in the section. Names no message.
+        /// every value in the section. `message` is the last message the leader delivered before
+        /// the section: a member that restarted delivers everything after it (see `Rejoin.swift`).
         case recovered = 3
+        /// In a recovery section: the leader had already delivered this message. A member that
+        /// restarted releases it without delivering it (it is part of the state the application
+        /// copies from a peer); the others skip the entry.
+        case settled = 4
     }
 
     public var seq: UInt32

@@ -1,0 +1,115 @@
+import RamCastChecker
+import RamCastFabric
+@testable import RamCastProtocol
+import Testing
+
+/// A group member that crashed comes back as a new incarnation with empty memory (`Rejoin.swift`).
+/// Group 0 = {0, 1, 2} (leader 0), group 1 = {3, 4, 5} (leader 3); senders 100 and 101.
+@Suite("Restart and rejoin")
+struct RejoinTests {
+    /// Sends `count` messages from alternating senders, to group 0 alone and to both groups.
+    func traffic(_ c: ScriptedCluster, _ count: Int) throws -> [RamCastProtocol.MessageID] {
+        var sent: [RamCastProtocol.MessageID] = []
+        for i in 0..<count {
+            let sender = i % 2 == 0 ? 100 : 101
+            let groups: [UInt8] = i % 3 == 0 ? [0, 1] : [0]
+            sent.append(try c.send(sender, to: groups, payload: [UInt8(i)]))
+        }
+        return sent
+    }
+
+    /// The restarted process's deliveries are exactly another member's order after the cut.
+    func expectSuffix(_ c: ScriptedCluster, restarted id: Int, reference: Int) {
+        let cut = c.server(id).joinedAfter
+        let order = c.delivered[NodeID(UInt32(reference))] ?? []
+        let start = cut.map { m in (order.firstIndex(of: m) ?? -2) + 1 } ?? 0
+        #expect(start >= 0, "the cut \(String(describing: cut)) is not in \(reference)'s deliveries")
+        guard start >= 0 else { return }
+        #expect(c.delivered[NodeID(UInt32(id))] == Array(order[start...]))
+    }
+
+    @Test("A restarted follower is taken back in and delivers the group's order after its cut")
+    func followerRejoins() throws {
+        let c = try ScriptedCluster()
+        _ = try traffic(c, 6)
+        try c.settle()
+        c.crash(2)
+        let whileDown = try traffic(c, 6)
+        try c.settle()
+        try c.restart(2)
+        #expect(c.server(2).rejoining)
+        let during = try traffic(c, 4)
+        try c.settle(until: { !c.server(2).rejoining })
+        // Sent once it is back: none of these can be below its cut.
+        let after = try traffic(c, 4)
+        try c.settle()
+
+        let newcomer = c.server(2)
+        #expect(!newcomer.rejoining)
+        // The cut is what leader 0 had delivered when it took node 2 back: everything sent while
+        // it was down, at least.
+        #expect(newcomer.joinedAfter != nil)
+        #expect(!(c.delivered[NodeID(2)] ?? []).contains(whileDown[0]))
+        for m in after { #expect(c.delivered[NodeID(2)]?.contains(m) == true, "\(m) not delivered by the newcomer") }
+        expectSuffix(c, restarted: 2, reference: 0)
+        expectSuffix(c, restarted: 2, reference: 1)
+        #expect(c.everyoneDelivered)
+        #expect(during.allSatisfy { c.delivered[NodeID(0)]?.contains($0) == true })
+        // It acks again: with node 1 down, group 0 still orders (leader 0 + newcomer 2).
+        c.crash(1)
+        let last = try traffic(c, 3)
+        try c.settle()
+        for m in last { #expect(c.delivered[NodeID(2)]?.contains(m) == true) }
+        let report = c.check()
+        #expect(report.isClean, "\(report)")
+    }
+
+    @Test("A restarted leader comes back as a follower of its successor")
+    func leaderRejoins() throws {
+        let c = try ScriptedCluster()
+        _ = try traffic(c, 5)
+        try c.settle()
+        c.crash(0)
+        _ = try traffic(c, 3)
+        try c.settle(until: { c.server(1).isLeader })
+        try c.settle()
+        #expect(c.server(1).isLeader)
+        try c.restart(0)
+        _ = try traffic(c, 3)
+        try c.settle(until: { !c.server(0).rejoining })
+        let after = try traffic(c, 5)
+        try c.settle()
+
+        #expect(!c.server(0).rejoining)
+        #expect(!c.server(0).isLeader)
+        #expect(c.server(1).isLeader)
+        for m in after { #expect(c.delivered[NodeID(0)]?.contains(m) == true) }
+        expectSuffix(c, restarted: 0, reference: 1)
+        #expect(c.everyoneDelivered)
+        let report = c.check()
+        #expect(report.isClean, "\(report)")
+    }
+
+    @Test("A member not yet taken back in counts in no quorum")
+    func amnesiacDoesNotVote() throws {
+        let c = try ScriptedCluster()
+        _ = try traffic(c, 4)
+        try c.settle()
+        c.crash(2)
+        _ = try traffic(c, 2)
+        try c.settle()
+        // Node 2 restarts, but its leader dies before taking it in. Node 1 would need node 2's 1B
+        // for a quorum; node 2 forgot what it acked before, so its 1B must not count.
+        c.crash(0)
+        try c.restart(2)
+        try c.settle(until: { c.now > 40_000_000 })
+        #expect(!c.server(1).isLeader, "node 1 decided a ballot on the 1B of a member that lost its memory")
+        #expect(c.server(2).rejoining)
+        #expect(c.server(2).stats.delivered == 0)
+        // Group 0 is stuck (one member left that counts), so the newcomer owes deliveries it cannot
+        // make: only liveness is violated, and nothing was delivered out of order.
+        let report = c.check()
+        #expect(report.violations.allSatisfy { $0.property.isLiveness }, "\(report)")
+        #expect(!report.violations.isEmpty)
+    }
+}

@@ -126,6 +126,7 @@ extension ServerEngine {
             if rejoining {
                 // Its 1B waits until every sender resumed (`Rejoin.swift`).
                 owed1B = b
+                forgetSettled()
             } else if candidate == me {
                 respond(to: &recovery!, from: serverIndex, clock: clock, recovered: recovered,
                         entries: (ownEntries(held) + landed).map { ($0, holds($0.index, $0.id)) })
@@ -493,10 +494,13 @@ extension ServerEngine {
         }
         let q = layout.servers[p]
         let g = Int(group.rawValue)
-        if groupLeaders[g] == member, groupBallots[g] != Ballot(UInt32(layout.members(of: group).count)) {
+        // A candidate's 1A may not have reached a peer that restarted since (it was written to
+        // the live processes only).
+        let issued = recovery.map { $0.ballot } ?? groupBallots[g]
+        if groupLeaders[g] == member || recovery != nil, issued != Ballot(UInt32(layout.members(of: group).count)) {
             // A 1A lost with the connection: the peer must still learn who leads this group now
             // (a deposed leader in particular, whose refused write broke this very connection).
-            let value = UInt64(groupBallots[g].rawValue)
+            let value = UInt64(issued.rawValue)
             outbox.enqueue(p, region: Layout.ringRegion, offset: layout.phase1aOffset(group), length: 8) {
                 $0.storeBytes(of: value, as: UInt64.self)
             }

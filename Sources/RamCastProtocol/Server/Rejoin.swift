@@ -76,18 +76,23 @@ extension ServerEngine {
         return progress
     }
 
-    /// A `.settled` entry: the leader delivered this message before the section. Released at once if
-    /// held, else when its body arrives (it may never: then it was below the sender's resume point).
-    func settleOrRemember(_ e: LogEntry) {
+    /// A `.settled` entry: the leader delivered this message before the section. Only noted here:
+    /// the section's marker settles it (with the cut it belongs to), or a newer ballot's section
+    /// replaces the note, since another leader's cut may lie before it.
+    func noteSettled(_ e: LogEntry) {
         let index = Int(e.sender) * layout.slots + Int(e.slot)
-        guard index < present.count else { return }
-        if present[index], ids[index] == e.message {
-            settle(index)
-        } else if !((present[index] || delivered[index]) && ids[index].sender == e.message.sender
-                    && ids[index].sequence >= e.message.sequence) {
-            if dropIDs[index] == 0 { dropCount += 1 }
-            dropIDs[index] = e.message.rawValue
-        }
+        guard index < present.count,
+              !((present[index] || delivered[index]) && ids[index].sender == e.message.sender
+                && ids[index].sequence > e.message.sequence) else { return }
+        if dropIDs[index] == 0 { dropCount += 1 }
+        dropIDs[index] = e.message.rawValue
+    }
+
+    /// A new ballot's section starts: the notes of an unfinished one no longer hold.
+    func forgetSettled() {
+        guard dropCount > 0 else { return }
+        dropIDs.fill(with: 0)
+        dropCount = 0
     }
 
     /// An entry about a message this process will release without delivering, whose body it lacks:
@@ -114,6 +119,11 @@ extension ServerEngine {
 
     /// The group's recovery section has been processed: this process is a member again.
     func finishRejoin(after cut: MessageID) {
+        // What the section listed is released now, held or not: a body that arrives later is
+        // released on arrival (it may never come: it was below its sender's resume point).
+        for index in 0..<dropIDs.count where dropIDs[index] != 0 && present[index] && ids[index].rawValue == dropIDs[index] {
+            settle(index)
+        }
         rejoining = false
         joinedAfter = cut.rawValue == 0 ? nil : cut
         heartbeatChangedAt = now

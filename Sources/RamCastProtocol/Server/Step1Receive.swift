@@ -38,7 +38,7 @@ extension ServerEngine {
     func take(_ index: Int, base: UnsafeRawPointer, header: MessageSlot.Header) -> Bool {
         if isLeader, !hasRoomToPropose(base, destinationCount: header.destinationCount) { return false }
         accept(index, base: base, header: header)
-        if dropCount > 0, dropIDs[index] == header.id.rawValue {
+        if dropCount > 0, !rejoining, dropIDs[index] == header.id.rawValue {
             settle(index)   // delivered by the group before this process rejoined (Rejoin.swift)
             return true
         }

@@ -34,7 +34,7 @@ extension ServerEngine {
             if !fixes.contains(.sequenceOrder) { progress = applyDeferred() }
             while let entry = nextEntry(group) {
                 if entry.kind == .settled {
-                    if rejoining { settleOrRemember(entry) }
+                    if rejoining { noteSettled(entry) }
                     tracer?.applied(entry, by: me)
                     logNext[g] &+= 1
                     progress = true

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # failover-rxe.sh - a RamCast cluster as separate OS processes over an RDMA device (2 groups × 3
 # members, 2 senders streaming multicasts), with group 0's leader killed by `kill -9` mid-stream.
-# The survivors elect a new leader, sending resumes, and ramcast-check must pass on every delivery
-# log (the killed process's included). Prints the failover time: from the kill to the first
-# delivery under the new leader.
+# The survivors elect a new leader, sending resumes; then the killed process restarts as a new
+# incarnation (--incarnation 1) and must be taken back in, delivering the rest of the stream. ramcast-
+# check must pass on every delivery log (both incarnations' included). Prints the failover time
+# (from the kill to the first delivery under the new leader) and the rejoin time.
 # Runs where the device is (inside Scripts/rxe-vm.sh on a host without RDMA):
 #   usage: Scripts/failover-rxe.sh BIN_DIR [MESSAGES_PER_SENDER]
 set -uo pipefail
@@ -41,12 +42,32 @@ done
 kill_ns=$(date +%s%N); kill -9 "${pid[0]}"
 echo "failover: killed process 0 (group 0's leader) after $(lines) deliveries there"
 ok=1
+# Then process 0 restarts (a new incarnation, empty memory) once a survivor leads group 0: it must
+# be taken back in and deliver the group's order after its cut while the stream goes on.
+t1=$(date +%s)
+until grep -qh 'now leading' "$dir/node-1.log" "$dir/node-2.log" 2>/dev/null; do
+  sleep 0.1; (( $(date +%s) - t1 > 60 )) && { echo "failover: no new leader within 60 s" >&2; ok=0; break; }
+done
+restart_ns=$(date +%s%N)
+"$bin/ramcast-node" --config "$dir/cluster-config.json" --id 0 --incarnation 1 --delivery-log "$dir" --failure-timeout-ms 1500 \
+  >"$dir/node-0.1.log" 2>&1 & pid[r]=$!
 for id in 100 101; do
   if ! timeout 600 tail --pid="${pid[$id]}" -f /dev/null; then ok=0; fi
   wait "${pid[$id]}" || { echo "failover: sender $id failed:" >&2; tail -5 "$dir/node-$id.log" >&2; ok=0; }
 done
 touch "$dir/STOP"
 for id in 1 2 3 4 5; do wait "${pid[$id]}" || { echo "failover: process $id failed" >&2; tail -5 "$dir/node-$id.log" >&2; ok=0; }; done
+wait "${pid[r]}" || { echo "failover: restarted process 0 failed" >&2; tail -5 "$dir/node-0.1.log" >&2; ok=0; }
+rejoined=$(grep -h 'rejoined' "$dir/node-0.1.log" | grep -o 'unix_ns=[0-9]*' | tail -1 | cut -d= -f2)
+after=$(grep -h 'rejoined' "$dir/node-0.1.log" | grep -o 'after=[^ ]*' | tail -1)
+n_new=$(grep -c '"message"' "$dir/deliveries-1000000.jsonl" 2>/dev/null || echo 0)
+if [[ -n $rejoined ]]; then
+  echo "restart: process 0 restarted, rejoined group 0 $(( (rejoined - restart_ns) / 1000000 )) ms after its start ($after) and delivered $n_new messages after its cut"
+  echo "rejoin_ms=$(( (rejoined - restart_ns) / 1000000 )) restarted_deliveries=$n_new"
+  (( n_new > 0 )) || { echo "restart: the new incarnation delivered nothing: the stream ended before it was back" >&2; ok=0; }
+else
+  echo "restart: process 0's new incarnation never rejoined" >&2; tail -5 "$dir/node-0.1.log" >&2; ok=0
+fi
 # The killed process's log counts for uniform agreement; tell the checker it crashed.
 sed -i 's/"crashed":\[[0-9,]*\]/"crashed":[0]/' "$dir/cluster.json"
 # The new leader is whichever survivor of group 0 logged "now leading" (usually process 1; another
@@ -54,8 +75,9 @@ sed -i 's/"crashed":\[[0-9,]*\]/"crashed":[0]/' "$dir/cluster.json"
 # under a new leader.
 leader=""; lead=""; first=""
 for id in 1 2; do
-  l=$(grep -h 'now leading' "$dir/node-$id.log" | grep 'group=0' | grep -o 'unix_ns=[0-9]*' | tail -1 | cut -d= -f2)
-  f=$(grep -h 'first delivery under the new leader' "$dir/node-$id.log" | grep -o 'unix_ns=[0-9]*' | tail -1 | cut -d= -f2)
+  # The first time: the leader logs again after the ballot that takes the restarted process back.
+  l=$(grep -h 'now leading' "$dir/node-$id.log" | grep 'group=0' | grep -o 'unix_ns=[0-9]*' | head -1 | cut -d= -f2)
+  f=$(grep -h 'first delivery under the new leader' "$dir/node-$id.log" | grep -o 'unix_ns=[0-9]*' | head -1 | cut -d= -f2)
   if [[ -n $l && -n $f ]] && [[ -z $first || $f -lt $first ]]; then leader=$id; lead=$l; first=$f; fi
 done
 if [[ -n $first ]]; then

@@ -7,6 +7,8 @@
 //   deliveries-<process>.jsonl    one line per delivery, in delivery order:
 //     {"process":3,"group":1,"message":"7.42","destinations":[0,1],"timestamp":1234}
 //     optional "groupTimestamps":{"0":1200,"1":1234}; unknown fields are ignored
+//     a restarted incarnation's file (its process id is node id + incarnation × 1,000,000) starts
+//     with a join line: {"process":1000002,"group":0,"joinedAfter":"7.42"} ("" for no cut)
 //   multicasts-<sender>.jsonl     one line per multicast: {"message":"7.42","destinations":[0,1]} (optional "sender")
 
 public enum DeliveryLog {
@@ -50,6 +52,18 @@ public enum DeliveryLog {
             to: &buffer, process: process, group: group, message: message, destinations: destinations,
             timestamp: timestamp, groupTimestamps: groupTimestamps)
         return String(decoding: buffer, as: UTF8.self)
+    }
+
+    /// Appends the join line of a restarted incarnation, newline included: it delivers its group's
+    /// order after `after` (nil: from the start).
+    public static func appendJoinLine(to buffer: inout [UInt8], process: ProcessID, group: GroupID, after: MessageID?) {
+        buffer.append(contentsOf: #"{"process":"#.utf8)
+        appendDecimal(UInt64(process.rawValue), to: &buffer)
+        buffer.append(contentsOf: #","group":"#.utf8)
+        appendDecimal(UInt64(group.rawValue), to: &buffer)
+        buffer.append(contentsOf: #","joinedAfter":""#.utf8)
+        if let after { appendMessageID(after, to: &buffer) }
+        buffer.append(contentsOf: "\"}\n".utf8)
     }
 
     /// Appends one multicast line (for `multicasts-<sender>.jsonl`), newline included.

@@ -29,7 +29,7 @@ extension DeliveryLog {
         guard fm.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw DeliveryLogError(file: directory, reason: "no such directory")
         }
-        let (membership, crashed, quiescent) = try loadCluster(path: directory + "/" + clusterFileName)
+        var (membership, crashed, quiescent) = try loadCluster(path: directory + "/" + clusterFileName)
 
         let names: [String]
         do {
@@ -73,11 +73,36 @@ extension DeliveryLog {
             if let note { history.addNote(note) }
         }
         for (process, name) in deliveryFiles {
-            let expectedGroup = membership.group(of: process)
+            var expectedGroup = membership.group(of: process)
             let note = try forEachLine(
                 path: directory + "/" + name, name: name, tolerateTornLastLine: crashed.contains(process)
             ) {
                 lineNumber, data in
+                if lineNumber == 1, let join = try? decoder.decode(JoinLine.self, from: data) {
+                    // A restarted incarnation: a member of its group from its cut on.
+                    guard join.process == process.rawValue else {
+                        throw DeliveryLogError(file: name, line: lineNumber,
+                                               reason: "join line says process \(join.process) but the file is for process \(process)")
+                    }
+                    var cut: MessageID?
+                    if !join.joinedAfter.isEmpty {
+                        guard let id = MessageID(join.joinedAfter) else {
+                            throw DeliveryLogError(file: name, line: lineNumber,
+                                                   reason: "joinedAfter \"\(join.joinedAfter)\" is not of the form sender.sequence")
+                        }
+                        cut = id
+                    }
+                    if expectedGroup == nil {
+                        do {
+                            try membership.addMember(process, to: GroupID(join.group))
+                        } catch {
+                            throw DeliveryLogError(file: name, line: lineNumber, reason: "\(error)")
+                        }
+                        expectedGroup = GroupID(join.group)
+                    }
+                    history.recordJoin(process, after: cut)
+                    return
+                }
                 let line = try decode(DeliveryLine.self, from: data, decoder: decoder, file: name, line: lineNumber)
                 guard line.process == process.rawValue else {
                     throw DeliveryLogError(
@@ -134,6 +159,12 @@ extension DeliveryLog {
         var destinations: [UInt32]
         var timestamp: UInt64
         var groupTimestamps: [String: UInt64]?
+    }
+
+    private struct JoinLine: Decodable {
+        var process: UInt32
+        var group: UInt32
+        var joinedAfter: String
     }
 
     private struct MulticastLine: Decodable {

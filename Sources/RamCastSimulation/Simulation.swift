@@ -105,13 +105,14 @@ public enum Simulation {
 
     /// Runs one seed with a random shape; with `crashes`, group members (at most f per group) and
     /// senders also crash.
-    public static func run(seed: UInt64, crashes: Bool = false) throws -> Outcome {
+    /// With `restarts` (and `crashes`), half of the crashed members restart with empty memory.
+    public static func run(seed: UInt64, crashes: Bool = false, restarts: Bool = false) throws -> Outcome {
         var rng = SplitMix64(seed: seed)
         var shape = Shape.random(&rng, crashes: crashes)
         // Half of the crashed members restart. Drawn from a generator of their own, so that the
         // seeds found before restarts existed still draw the same shape and schedule up to then.
         var restartRNG = SplitMix64(seed: seed ^ 0x5EED_0F_4E57A7)
-        for (member, _) in shape.crashes where restartRNG.next() % 2 == 0 {
+        for (member, _) in shape.crashes where restarts && restartRNG.next() % 2 == 0 {
             shape.restarts.append((member, 1 + Int(restartRNG.next() % 4000)))
         }
         return try run(seed: seed, shape: shape, rng: &rng)

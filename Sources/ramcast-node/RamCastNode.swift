@@ -28,6 +28,8 @@ struct RamCastNode: AsyncParsableCommand {
     var duration: Double = 600
     @Option(help: "Failure timeout in milliseconds (a leader silent for this long is replaced).")
     var failureTimeoutMs: UInt64 = 1000
+    @Option(help: "Group member: 0 for a first start; N > 0 after a crash. The process comes back with empty memory, is taken back in by its group and delivers from a cut on (logged as 'rejoined'); its delivery log is deliveries-<id + N × 1,000,000>.jsonl.")
+    var incarnation: UInt32 = 0
 
     mutating func run() async throws {
         var logger = Logger(label: "ramcast.node.\(id)")
@@ -42,8 +44,11 @@ struct RamCastNode: AsyncParsableCommand {
         let rdma = RDMAConfiguration(device: cluster.rdmaDevice, directory: directory, sendQueueDepth: 128,
                                      maxConnections: cluster.allProcesses.count + 4, connectTimeout: .seconds(20))
         let log = logger
+        if incarnation > 0, cluster.senders.contains(where: { $0.id == me }) {
+            throw ValidationError("--incarnation \(incarnation): process \(id) is a sender; only group members restart (a restarted client takes a new sender id)")
+        }
         let runtime = try RamCastRuntime(configuration: cluster, local: [me], logger: logger, deliveryLogDirectory: deliveryLog,
-                                         connectTimeout: .seconds(60)) { id in
+                                         connectTimeout: incarnation > 0 ? .seconds(2) : .seconds(60), incarnation: incarnation) { id in
             try RDMAEndpoint(node: id, configuration: rdma, logger: log)
         }
         runtime.start()

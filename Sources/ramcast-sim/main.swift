@@ -25,10 +25,12 @@ struct RamCastSim: ParsableCommand {
 
     @Flag(help: "Also crash group members (at most f per group, leaders included) at random moments.")
     var crashes = false
+    @Flag(help: "With --crashes: half of the crashed members restart with empty memory and rejoin.")
+    var restarts = false
 
     mutating func run() throws {
         if let seed {
-            let outcome = try Simulation.run(seed: seed, crashes: crashes)
+            let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts)
             print(outcome)
             print("writes per message per role: \(outcome.writesPerRole.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: ", "))")
             if !outcome.passed { throw ExitCode(1) }
@@ -41,7 +43,7 @@ struct RamCastSim: ParsableCommand {
         var runs = 0
         var deliveries = 0
         while seconds.map({ clock.now - start < .seconds($0) }) ?? (runs < count) {
-            let outcome = try Simulation.run(seed: s, crashes: crashes)
+            let outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts)
             if verbose || !outcome.passed { print(outcome) }
             if !outcome.passed {
                 failed.append(s)

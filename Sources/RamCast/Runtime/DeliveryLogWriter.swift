@@ -14,19 +14,32 @@ public final class DeliveryLogWriter {
     private var files: [NodeID: UnsafeMutablePointer<FILE>] = [:]
     private var buffer: [UInt8] = []
     private var groups: [RamCastChecker.GroupID] = []
+    /// Added to a group member's id in its file name and lines: a restarted incarnation is its own
+    /// process for the checker.
+    private let processOffset: UInt32
+
+    /// The checker's process id of `node` in incarnation `incarnation`.
+    public static func process(_ node: NodeID, incarnation: UInt32) -> ProcessID {
+        ProcessID(node.rawValue + incarnation * 1_000_000)
+    }
 
     /// Creates `directory` if needed, writes `cluster.json` and opens one file per process in `local`.
-    public init(directory: String, layout: Layout, local: [NodeID]) throws {
+    /// A restarted incarnation (`incarnation` > 0) leaves `cluster.json` alone and writes its
+    /// deliveries under its own process id, after a first line that records its cut (``joined(_:group:after:)``).
+    public init(directory: String, layout: Layout, local: [NodeID], incarnation: UInt32 = 0) throws {
+        processOffset = incarnation * 1_000_000
         mkdir(directory, 0o755)
         var membership: [RamCastChecker.GroupID: [ProcessID]] = [:]
         for (g, members) in layout.config.groups.enumerated() {
             membership[RamCastChecker.GroupID(UInt32(g))] = members.map { ProcessID($0.rawValue) }
         }
-        let cluster = DeliveryLog.clusterFile(membership: try Membership(groups: membership))
-        try Self.write(cluster, to: directory + "/" + DeliveryLog.clusterFileName)
+        if incarnation == 0 {
+            let cluster = DeliveryLog.clusterFile(membership: try Membership(groups: membership))
+            try Self.write(cluster, to: directory + "/" + DeliveryLog.clusterFileName)
+        }
         for id in local {
             let name = layout.groupOf[id] != nil
-                ? DeliveryLog.deliveriesFileName(process: ProcessID(id.rawValue))
+                ? DeliveryLog.deliveriesFileName(process: Self.process(id, incarnation: incarnation))
                 : DeliveryLog.multicastsFileName(sender: ProcessID(id.rawValue))
             guard let f = fopen(directory + "/" + name, "w") else {
                 throw ConfigurationError(source: directory, key: name, reason: "cannot create the delivery log: errno \(errno)")
@@ -50,9 +63,20 @@ public final class DeliveryLogWriter {
         groups.removeAll(keepingCapacity: true)
         d.forEachDestination { groups.append(RamCastChecker.GroupID(UInt32($0.rawValue))) }
         buffer.removeAll(keepingCapacity: true)
-        DeliveryLog.appendDeliveryLine(to: &buffer, process: ProcessID(d.process.rawValue), group: RamCastChecker.GroupID(UInt32(d.group.rawValue)),
+        DeliveryLog.appendDeliveryLine(to: &buffer, process: ProcessID(d.process.rawValue + processOffset), group: RamCastChecker.GroupID(UInt32(d.group.rawValue)),
                                        message: RamCastChecker.MessageID(sender: d.id.sender.rawValue, sequence: d.id.sequence),
                                        destinations: groups, timestamp: d.finalTimestamp.rawValue)
+        emit(f)
+    }
+
+    /// A restarted process was taken back in: the first line of its file says from which cut on it
+    /// delivers (see `DeliveryLogReader`).
+    public func joined(_ node: NodeID, group: RamCastProtocol.GroupID, after cut: RamCastProtocol.MessageID?) {
+        guard let f = files[node] else { return }
+        buffer.removeAll(keepingCapacity: true)
+        DeliveryLog.appendJoinLine(to: &buffer, process: ProcessID(node.rawValue + processOffset),
+                                   group: RamCastChecker.GroupID(UInt32(group.rawValue)),
+                                   after: cut.map { RamCastChecker.MessageID(sender: $0.sender.rawValue, sequence: $0.sequence) })
         emit(f)
     }
 

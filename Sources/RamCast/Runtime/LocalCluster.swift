@@ -15,13 +15,24 @@ public final class LocalCluster {
     /// endpoint `makeEndpoint` returns for it, then connects every pair that talks (a group member
     /// with every other process, a sender with every member), the lower node id initiating. Peers in
     /// other OS processes may come up later: connecting retries until `connectTimeout`.
-    public init(layout: Layout, local: [NodeID]? = nil, connectTimeout: Duration = .seconds(10),
+    ///
+    /// With `restarted`, the local group members crashed before and run again with empty memory:
+    /// each opens all of its connections itself, announcing the restart (see
+    /// ``FabricEndpoint/announcesRestart``), and waits to be taken back in by its group.
+    public init(layout: Layout, local: [NodeID]? = nil, connectTimeout: Duration = .seconds(10), restarted: Bool = false,
                 makeEndpoint: (NodeID) throws -> any FabricEndpoint) throws {
         self.layout = layout
         for id in local ?? (layout.servers + layout.config.senders) {
-            let node = try ProcessNode(id, layout: layout, endpoint: try makeEndpoint(id))
+            if restarted, layout.groupOf[id] == nil {
+                throw FabricError.invalidRegion(Layout.senderRegion, reason: "\(id) is a sender: only group members restart")
+            }
+            let node = try ProcessNode(id, layout: layout, endpoint: try makeEndpoint(id), rejoining: restarted)
             nodes.append(node)
             nodeByID[id] = node
+        }
+        if restarted {
+            for node in nodes { node.announceRestart(timeout: connectTimeout) }
+            return
         }
         let clock = ContinuousClock()
         let deadline = clock.now + connectTimeout

@@ -93,20 +93,28 @@ public final class RamCastRuntime: @unchecked Sendable {
     ///     `deliveries-<id>.jsonl` there, and each local sender one line per multicast to
     ///     `multicasts-<id>.jsonl`, for `ramcast-check`.
     ///   - onDelivery: called on the polling thread for each delivery, in delivery order per process.
+    ///   - incarnation: 0 for a first start. A group member that crashed and runs again passes a
+    ///     larger number: it comes back with empty memory, is taken back in by its group, and
+    ///     delivers the group's order after a cut (logged as "rejoined", with the cut); the
+    ///     application brings its state up to that cut from a peer. Its delivery log is
+    ///     `deliveries-<id + incarnation × 1,000,000>.jsonl`, whose first line records the cut.
     public init(configuration: ClusterConfiguration, local: [NodeID], logger: Logger,
-                deliveryLogDirectory: String? = nil, connectTimeout: Duration = .seconds(30),
+                deliveryLogDirectory: String? = nil, connectTimeout: Duration = .seconds(30), incarnation: UInt32 = 0,
                 onDelivery: ((borrowing Delivery) -> Void)? = nil,
                 makeEndpoint: (NodeID) throws -> any FabricEndpoint) throws {
         let layout = try Layout(configuration.protocolConfig)
         self.layout = layout
         self.logger = logger
         self.onDelivery = onDelivery
-        logWriter = try deliveryLogDirectory.map { try DeliveryLogWriter(directory: $0, layout: layout, local: local) }
+        logWriter = try deliveryLogDirectory.map {
+            try DeliveryLogWriter(directory: $0, layout: layout, local: local, incarnation: incarnation)
+        }
         var cont: AsyncStream<DeliveredMessage>.Continuation?
         deliveries = AsyncStream { cont = $0 }
         streamContinuation = cont
         logger.info("connecting \(local.count) local process(es) to a cluster of \(layout.servers.count) members and \(layout.config.senders.count) senders")
-        cluster = try LocalCluster(layout: layout, local: local, connectTimeout: connectTimeout, makeEndpoint: makeEndpoint)
+        cluster = try LocalCluster(layout: layout, local: local, connectTimeout: connectTimeout, restarted: incarnation > 0,
+                                   makeEndpoint: makeEndpoint)
         for node in cluster.senders { node.sender!.tracksInPlace = true }
         logger.info("connected")
     }
@@ -168,8 +176,20 @@ public final class RamCastRuntime: @unchecked Sendable {
         // Leadership changes of local processes, logged with wall-clock times (failover figures).
         var leading = Dictionary(uniqueKeysWithValues: cluster.servers.map { ($0.id, $0.server!.isLeader) })
         var firstDeliveryPending: Set<NodeID> = []
+        var rejoining = Set(cluster.servers.filter { $0.server!.rejoining }.map(\.id))
         let log = logger
-        let deliver: (borrowing Delivery) -> Void = { [onDelivery, logWriter, streamContinuation] d in
+        // A restarted process's cut goes first in its log: noted at its first delivery at the latest.
+        let noteRejoined: (ProcessNode) -> Void = { [logWriter] node in
+            let engine = node.server!
+            guard !rejoining.isEmpty, rejoining.contains(node.id), !engine.rejoining else { return }
+            rejoining.remove(node.id)
+            logWriter?.joined(node.id, group: engine.group, after: engine.joinedAfter)
+            log.notice("rejoined", metadata: [
+                "process": "\(node.id.rawValue)", "group": "\(engine.group.rawValue)",
+                "after": "\(engine.joinedAfter.map { "\($0)" } ?? "none")", "unix_ns": "\(Self.unixNanoseconds())"])
+        }
+        let deliver: (borrowing Delivery) -> Void = { [onDelivery, logWriter, streamContinuation, cluster] d in
+            if !rejoining.isEmpty, let node = cluster.nodeByID[d.process] { noteRejoined(node) }
             if firstDeliveryPending.contains(d.process) {
                 firstDeliveryPending.remove(d.process)
                 log.notice("first delivery under the new leader", metadata: [
@@ -209,6 +229,7 @@ public final class RamCastRuntime: @unchecked Sendable {
             }
             for node in cluster.servers {
                 let engine = node.server!
+                noteRejoined(node)
                 if engine.isLeader != leading[node.id] {
                     leading[node.id] = engine.isLeader
                     if engine.isLeader {

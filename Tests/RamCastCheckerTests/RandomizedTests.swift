@@ -55,17 +55,7 @@ struct RandomizedTests {
         var disagreements: [String] = []
         var violatingRuns = 0
         for iteration in 0..<1500 {
-            let groupCount = Int.random(in: 1...3, using: &rng)
-            var groups: [GroupID: [ProcessID]] = [:]
-            var next: UInt32 = 0
-            for g in 0..<groupCount {
-                let size = Int.random(in: 1...3, using: &rng)
-                groups[GroupID(UInt32(g))] = (0..<size).map { _ in
-                    defer { next += 1 }
-                    return ProcessID(next)
-                }
-            }
-            let membership = try! Membership(groups: groups)
+            let membership = randomMembership(using: &rng)
             let messageCount = Int.random(in: 1...7, using: &rng)
             var history = History()
             var ids: [MessageID] = []

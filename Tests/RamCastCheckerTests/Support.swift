@@ -120,3 +120,18 @@ struct RandomRun {
         return h
     }
 }
+
+/// 1–3 groups of 1–3 members, numbered from 0: the cluster of a randomized checker test.
+func randomMembership(using rng: inout SplitMix64) -> Membership {
+    let groupCount = Int.random(in: 1...3, using: &rng)
+    var groups: [GroupID: [ProcessID]] = [:]
+    var next: UInt32 = 0
+    for g in 0..<groupCount {
+        let size = Int.random(in: 1...3, using: &rng)
+        groups[GroupID(UInt32(g))] = (0..<size).map { _ in
+            defer { next += 1 }
+            return ProcessID(next)
+        }
+    }
+    return try! Membership(groups: groups)
+}

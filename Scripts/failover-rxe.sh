@@ -60,7 +60,7 @@ for id in 1 2 3 4 5; do wait "${pid[$id]}" || { echo "failover: process $id fail
 wait "${pid[r]}" || { echo "failover: restarted process 0 failed" >&2; tail -5 "$dir/node-0.1.log" >&2; ok=0; }
 rejoined=$(grep -h 'rejoined' "$dir/node-0.1.log" | grep -o 'unix_ns=[0-9]*' | tail -1 | cut -d= -f2)
 after=$(grep -h 'rejoined' "$dir/node-0.1.log" | grep -o 'after=[^ ]*' | tail -1)
-n_new=$(grep -c '"message"' "$dir/deliveries-1000000.jsonl" 2>/dev/null || echo 0)
+n_new=$(grep -c '"message"' "$dir/deliveries-1000000.jsonl" 2>/dev/null); n_new=${n_new:-0}
 if [[ -n $rejoined ]]; then
   echo "restart: process 0 restarted, rejoined group 0 $(( (rejoined - restart_ns) / 1000000 )) ms after its start ($after) and delivered $n_new messages after its cut"
   echo "rejoin_ms=$(( (rejoined - restart_ns) / 1000000 )) restarted_deliveries=$n_new"

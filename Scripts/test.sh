@@ -23,7 +23,7 @@ echo "== randomized simulation: seeded schedules for ${explore} s, then crash sc
 .build/release/ramcast-sim --from 1000000 --seconds "$explore" --crashes; (( sim |= $? ))
 t3=$(date +%s)
 echo "== RDMA tests"
-"$here/rdma-tests.sh" --bin-dir .build/release --cluster "${RAMCAST_RXE_MESSAGES:-10000}" --failover "${RAMCAST_FAILOVER_MESSAGES:-1000}"; rdma=$?
+"$here/rdma-tests.sh" --bin-dir .build/release --cluster "${RAMCAST_RXE_MESSAGES:-10000}" --failover "${RAMCAST_FAILOVER_MESSAGES:-4000}"; rdma=$?
 t4=$(date +%s)
 echo "== summary"
 echo "host tests: $( ((host == 0)) && echo passed || echo FAILED ) in $((t2 - t1)) s"

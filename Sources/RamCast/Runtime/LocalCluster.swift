@@ -23,10 +23,8 @@ public final class LocalCluster {
                 makeEndpoint: (NodeID) throws -> any FabricEndpoint) throws {
         self.layout = layout
         for id in local ?? (layout.servers + layout.config.senders) {
-            if restarted, layout.groupOf[id] == nil {
-                throw FabricError.invalidRegion(Layout.senderRegion, reason: "\(id) is a sender: only group members restart")
-            }
-            let node = try ProcessNode(id, layout: layout, endpoint: try makeEndpoint(id), rejoining: restarted)
+            let node = restarted ? try Self.restartedNode(id, layout: layout, makeEndpoint: makeEndpoint)
+                                 : try ProcessNode(id, layout: layout, endpoint: try makeEndpoint(id))
             nodes.append(node)
             nodeByID[id] = node
         }
@@ -74,17 +72,23 @@ public final class LocalCluster {
         guard let i = nodes.firstIndex(where: { $0.id == id }) else {
             throw FabricError.invalidRegion(Layout.ringRegion, reason: "\(id) is not a node of this cluster")
         }
-        guard layout.groupOf[id] != nil else {
-            // A sender's message ids restart at 1 with it, which its destinations would take for
-            // old messages: a restarted client joins under a new sender id instead.
-            throw FabricError.invalidRegion(Layout.senderRegion, reason: "\(id) is a sender: only group members restart")
-        }
-        let node = try ProcessNode(id, layout: layout, endpoint: try makeEndpoint(id), rejoining: true)
+        let node = try Self.restartedNode(id, layout: layout, makeEndpoint: makeEndpoint)
         node.clock = nodes[i].clock
         node.announceRestart(timeout: connectTimeout)
         nodes[i] = node
         nodeByID[id] = node
         return node
+    }
+
+    /// A group member's new incarnation, not yet connected (``ProcessNode/announceRestart(timeout:)``).
+    private static func restartedNode(_ id: NodeID, layout: Layout,
+                                      makeEndpoint: (NodeID) throws -> any FabricEndpoint) throws -> ProcessNode {
+        guard layout.groupOf[id] != nil else {
+            // A sender's message ids restart at 1 with it, which its destinations would take for
+            // old messages: a restarted client joins under a new sender id instead.
+            throw FabricError.invalidRegion(Layout.senderRegion, reason: "\(id) is a sender: only group members restart")
+        }
+        return try ProcessNode(id, layout: layout, endpoint: try makeEndpoint(id), rejoining: true)
     }
 
     /// Closes every node's endpoint: connections and registered memory are released.

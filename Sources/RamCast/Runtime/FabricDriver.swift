@@ -108,6 +108,11 @@ public final class FabricDriver {
                 guard peer >= 0 else { continue }
                 if c.status != .success {
                     if errors.count < 64 { errors.append((node(ofPeer: peer), c.status)) }
+                } else if connectionOfPeer[peer] != c.connection {
+                    // A write of a connection replaced since (the peer restarted, or it was
+                    // re-established): the outbox started over with the new one, whose send-queue
+                    // credits this completion must not retire (seed 7863 overflowed its queue so).
+                    continue
                 }
                 engine.completed(peer: peer, id: c.id, status: c.status)
             }

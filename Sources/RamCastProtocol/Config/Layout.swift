@@ -93,7 +93,7 @@ public struct Layout: Sendable, Hashable {
 
     // MARK: group-member regions
 
-    public var ringRegionSize: Int { rejoinRequestsOffset + servers.count * 8 }
+    public var ringRegionSize: Int { relayStagingOffset + slots * slotSize }
     /// A scratch word after the rings: the target of flush writes, read by nobody.
     public var flushOffset: Int { config.senders.count * slots * slotSize }
 
@@ -133,6 +133,11 @@ public struct Layout: Sendable, Hashable {
     /// member asks the leader to start a ballot that takes it in.
     public var rejoinRequestsOffset: Int { resumeCellsOffset + config.senders.count * 8 }
     @inlinable public func rejoinRequestOffset(server: Int) -> Int { rejoinRequestsOffset + server * 8 }
+    /// Relay staging, one body per slot number: a crashed sender's body is relayed from a copy here,
+    /// never from its ring slot, which another relay may overwrite before the write is carried out
+    /// (see `CrashedSenderRelay.swift`). Nobody writes here remotely.
+    public var relayStagingOffset: Int { (rejoinRequestsOffset + servers.count * 8 + 63) & ~63 }
+    @inlinable public func relayStagingOffset(slot: Int) -> Int { relayStagingOffset + slot * slotSize }
     public var logRegionSize: Int { groupCount * logCapacity * Layout.logEntrySize }
 
     @inlinable public func slotOffset(sender: Int, slot: Int) -> Int { (sender * slots + slot) * slotSize }

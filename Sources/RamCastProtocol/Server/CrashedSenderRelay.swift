@@ -17,8 +17,8 @@ import RamCastFabric
 /// - **Bodies are taken in any slot order.** In-order polling of the ring would wait forever for a
 ///   message the sender wrote to nobody, or to processes that crashed since, while later ones exist.
 ///   A slot's body is taken when it is newer than the last one taken in that slot.
-/// The relay source stays intact: relays into this process land only in slots whose message it
-/// already finished with (as above), and bodies are not cleared on release.
+/// Relays go out from a staged copy (`answerRelayRequests`), and a body is taken only if it names
+/// the slot of this group it sits in (`holdsOwnSlot`).
 ///
 /// Work here runs once per heartbeat interval, or at once when a sender's crash was just reported: it
 /// is off the hot path and its cost does not grow with the message rate.
@@ -48,10 +48,13 @@ extension ServerEngine {
         var progress = false
         for slot in 0..<layout.slots {
             let index = s * layout.slots + slot
-            guard !present[index] else { continue }
+            guard !present[index] || isRestartedIncarnation else { continue }
             let base = ring + layout.slotOffset(sender: s, slot: slot)
             guard let header = MessageSlot.read(base, layout: layout), header.id.sender == layout.config.senders[s],
-                  header.id.sequence > lastTaken(index, sender: s) else { continue }
+                  header.id.sequence > lastTaken(index, sender: s), holdsOwnSlot(base, header, slot: slot) else { continue }
+            if present[index] {
+                supersede(index)   // a restarted process's stale relay (Rejoin.swift)
+            }
             guard take(index, base: base, header: header) else {
                 relayPassDue = true
                 return progress
@@ -64,12 +67,17 @@ extension ServerEngine {
     }
 
     /// Tells every other live member, per slot, what this process last took there (when it changed).
+    ///
+    /// A restarted process asks only for what a leader's entry named (`relayWanted`): having taken
+    /// nothing, "anything newer than nothing" would draw every holder's body for the slot, old
+    /// delivered ones and newer ones alike, and the last to land would overwrite the one it took
+    /// (seed 23743 delivered a message with another one's body so).
     private func requestRelays(from s: Int) {
         let targets = layout.servers.filter { $0 != me && !crashed.contains($0) }
         for slot in 0..<layout.slots {
             let index = s * layout.slots + slot
-            let word = lastTaken(index, sender: s) + 1
-            guard relayRequested[index] != word else { continue }
+            let word = isRestartedIncarnation ? relayWanted[index] : lastTaken(index, sender: s) + 1
+            guard word != 0, relayRequested[index] != word else { continue }
             guard targets.allSatisfy({ outbox.hasRoom(peer(server: $0)) }) else {
                 relayPassDue = true
                 return
@@ -86,15 +94,28 @@ extension ServerEngine {
 
     /// Relays each body of sender `s` held here to every destination member whose request shows it
     /// lacks it, once per (member, slot, message).
+    ///
+    /// The write goes out from a copy in the relay staging buffer of the slot number, not from the
+    /// ring slot: a write reads its source when the fabric carries it out, and by then another
+    /// relay may have landed in the slot (a restarted member asks for everything, and two holders
+    /// can answer with different messages). The slot's new body, sent to the old one's slot
+    /// numbers, was delivered under the old message's id (seed 12189). A staged copy stays until
+    /// its relays are retired.
     private func answerRelayRequests(for s: Int) {
         let senderID = layout.config.senders[s]
         for slot in 0..<layout.slots {
             let source = ring + layout.slotOffset(sender: s, slot: slot)
             guard let header = MessageSlot.read(source, layout: layout), header.id.sender == senderID else { continue }
+            // Staged once per message (the copy is cached), and read from the copy from here on.
+            guard let staged = stage(source, header, slot: slot) else {
+                relayPassDue = true
+                continue
+            }
             let seq = header.id.sequence
+            let length = MessageSlot.bodyLength(staged, layout: layout)
             for j in 0..<header.destinationCount {
-                let k = MessageSlot.slotNumber(source, j, layout: layout)
-                for q in layout.members(of: MessageSlot.destination(source, j)) where q != me && !crashed.contains(q) {
+                let k = MessageSlot.slotNumber(staged, j, layout: layout)
+                for q in layout.members(of: MessageSlot.destination(staged, j)) where q != me && !crashed.contains(q) {
                     let r = peer(server: q)
                     let cell = (s * layout.servers.count + r) * layout.slots + k
                     guard relayHandled[cell] < seq else { continue }
@@ -104,12 +125,55 @@ extension ServerEngine {
                         relayPassDue = true
                         continue
                     }
-                    outbox.enqueue(r, region: Layout.ringRegion, offset: layout.slotOffset(sender: s, slot: k), source: source,
-                                   length: MessageSlot.bodyLength(source, layout: layout))
+                    let counter = outbox.enqueue(r, region: Layout.ringRegion, offset: layout.slotOffset(sender: s, slot: k),
+                                                 source: staged, length: length, signal: true)
+                    relayStagingInFlight[slot, default: []].append((r, counter))
                     relayHandled[cell] = seq
                     stats.relays += 1
                 }
             }
         }
+    }
+
+    /// A leader's entry names message `e` whose body this restarted process lacks, from a crashed
+    /// sender: ask for exactly that one (see `requestRelays`).
+    func wantRelay(_ e: LogEntry) {
+        guard isRestartedIncarnation, let s = layout.senderIndexOf[e.message.sender], senderCrashed[s] else { return }
+        let index = Int(e.sender) * layout.slots + Int(e.slot)
+        guard index < relayWanted.count, relayWanted[index] < e.message.sequence else { return }
+        relayWanted[index] = e.message.sequence
+        relayPassDue = true
+    }
+
+    /// Relays to outbox peer `p` whose connection was replaced: they were carried out or dropped with
+    /// the old one, and the new connection's counters start over, so they hold no source any longer.
+    func forgetRelays(to p: Int) {
+        for (index, relays) in relaysInFlight {
+            let kept = relays.filter { $0.peer != p }
+            relaysInFlight[index] = kept.isEmpty ? nil : kept
+        }
+        for (slot, relays) in relayStagingInFlight {
+            let kept = relays.filter { $0.peer != p }
+            relayStagingInFlight[slot] = kept.isEmpty ? nil : kept
+        }
+    }
+
+    /// Copies the body of `header.id` from `source` into the relay staging buffer of `slot`, unless it is
+    /// there already. Nil while the buffer's earlier relays are still in flight, or when the copy
+    /// does not hold it intact (the slot changed under it): the next pass tries again.
+    private func stage(_ source: UnsafeRawPointer, _ header: MessageSlot.Header, slot: Int) -> UnsafeMutableRawPointer? {
+        let buffer = ring + layout.relayStagingOffset(slot: slot)
+        if relayStaged[slot] == header.id.rawValue { return buffer }
+        if var relays = relayStagingInFlight[slot] {
+            relays.removeAll { outbox.isDead($0.peer) || outbox.retired($0.peer) >= $0.counter }
+            relayStagingInFlight[slot] = relays.isEmpty ? nil : relays
+            guard relays.isEmpty else { return nil }
+        }
+        relayStaged[slot] = 0
+        // The length checked by the read, not the slot's current one: the slot may have changed.
+        buffer.copyMemory(from: source, byteCount: layout.headerSize + header.length + 4)
+        guard let copy = MessageSlot.read(buffer, layout: layout), copy.id == header.id else { return nil }
+        relayStaged[slot] = header.id.rawValue
+        return buffer
     }
 }

@@ -280,6 +280,7 @@ extension ServerEngine {
         for var b in batch.sorted(by: { $0.ts < $1.ts }).map(\.entry) {
             leaderSeq[hi] &+= 1
             b.seq = leaderSeq[hi]
+            b.epoch = LogEntry.epoch(groupBallots[hi])
             let e = b
             outbox.enqueue(peer(server: target), region: Layout.logRegion,
                            offset: layout.logOffset(group: group, seq: e.seq), length: LogEntry.wireSize) { e.encode(into: $0) }
@@ -488,6 +489,7 @@ extension ServerEngine {
     /// too, as long as it holds their metadata: the newcomer may still need them to order a message
     /// its group's leader had not delivered yet.
     public func resync(peer p: Int, restarted: Bool = false) {
+        if p < layout.servers.count { forgetRelays(to: p) }
         if p >= layout.servers.count {
             releasePending[p - layout.servers.count] = true
             return
@@ -507,12 +509,21 @@ extension ServerEngine {
         }
         guard let qGroup = layout.groupOf[q], groupLeaders[g] != member else { return }
         let maxDst = layout.maxDestinations
+        // Messages held here that share a slot of the peer's ring (a slot's laps there can fall in
+        // different slots here): only the newest can be in it, and an older one's ack written after
+        // it would hide its ack for good (seed 21608).
+        var newest: [Int: Int] = [:]   // peer slot (sender × slots + slot) → table entry
         for index in 0..<present.count where present[index] || (restarted && delivered[index]) {
-            guard let j = destinationIndex(index, group), let jq = destinationIndex(index, qGroup) else { continue }
-            let k = index * maxDst + j
+            guard destinationIndex(index, group) != nil, let jq = destinationIndex(index, qGroup) else { continue }
+            let peerSlot = (index / layout.slots) * layout.slots + Int(slotNumbers[index * maxDst + jq])
+            if let other = newest[peerSlot], ids[other].sequence > ids[index].sequence { continue }
+            newest[peerSlot] = index
+        }
+        for (peerSlot, index) in newest.sorted(by: { $0.key < $1.key }) {
+            let k = index * maxDst + destinationIndex(index, group)!
             guard !timestamps[k].isNone, outbox.hasRoom(p) else { continue }
             let word = AckWord.pack(tsBallots[k], timestamps[k])
-            let offset = layout.ackOffset(slotOffset: layout.slotOffset(sender: index / layout.slots, slot: Int(slotNumbers[index * maxDst + jq])),
+            let offset = layout.ackOffset(slotOffset: layout.slotOffset(sender: peerSlot / layout.slots, slot: peerSlot % layout.slots),
                                           server: serverIndex)
             outbox.enqueue(p, region: Layout.ringRegion, offset: offset, length: 8) { $0.storeBytes(of: word, as: UInt64.self) }
         }

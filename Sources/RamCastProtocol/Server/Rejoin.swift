@@ -117,6 +117,32 @@ extension ServerEngine {
         release(index, base: ring + layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots))
     }
 
+    /// A crashed sender's ring shows a newer body in the slot of pending message `index`: that one
+    /// came by relay from a member that had delivered it, and lies below every cut this process can
+    /// get. The sender wrote the newer body into the slot only once every destination it still
+    /// counted had released the older message; a member it counted that still held it would have
+    /// asked for nothing newer. Only a process the sender had written off, this incarnation, can
+    /// hold it (seed 16816). Every leader released it before taking the newer one, or joined after
+    /// it, so no section can name it again.
+    ///
+    /// Released undelivered, without clearing the slot's ack area, where the newer message's acks
+    /// may have landed already; it never acked the old one.
+    func supersede(_ index: Int) {
+        for i in 0..<pendingList.count where Int(pendingList[i]) == index {
+            pendingList.swapAt(i, pendingList.count - 1)
+            _ = pendingList.removeLast()
+            break
+        }
+        if dropIDs[index] != 0 {
+            dropIDs[index] = 0
+            dropCount -= 1
+        }
+        present[index] = false
+        delivered[index] = true
+        ordered[index] = false
+        stats.settled += 1
+    }
+
     /// The group's recovery section has been processed: this process is a member again.
     func finishRejoin(after cut: MessageID) {
         // What the section listed is released now, held or not: a body that arrives later is
@@ -140,12 +166,13 @@ extension ServerEngine {
         guard let s = layout.serverIndexOf[node], let h = layout.groupOf[node] else { return }
         let servers = layout.servers.count
         for sender in 0..<layout.config.senders.count {
-            for slot in 0..<layout.slots { relayHandled[(sender * servers + s) * layout.slots + slot] = 0 }
+            for slot in 0..<layout.slots {
+                relayHandled[(sender * servers + s) * layout.slots + slot] = 0
+                // The old incarnation's requests: the new one asks afresh, for what it needs only.
+                RemoteMemory.storeReleasing(0, at: ring + layout.relayRequestOffset(sender: sender, server: s, slot: slot))
+            }
         }
-        for (index, relays) in relaysInFlight {
-            let kept = relays.filter { $0.peer != s }
-            relaysInFlight[index] = kept.isEmpty ? nil : kept
-        }
+        forgetRelays(to: s)
         if h == group, let m = layout.memberIndexOf[node] {
             followerReady[m] = false
         } else if h != group, leader(of: h) == node {

@@ -63,6 +63,8 @@ public final class ServerEngine {
     /// This process restarted and has not yet processed a recovery section of its group: it
     /// delivers nothing, counts in no quorum, and never leads.
     public internal(set) var rejoining = false
+    /// This incarnation started empty after a crash (it stays so after it rejoined).
+    public let isRestartedIncarnation: Bool
     /// After rejoining: the last message its group's leader had delivered before the section that
     /// took this process in (nil: none). This process delivers the group's order after it; the
     /// application's state up to it comes from a peer.
@@ -164,6 +166,13 @@ public final class ServerEngine {
     /// cleared and released before they are retired, since the NIC reads their source until then.
     var relaysInFlight: [Int: [(peer: Int, counter: UInt64)]] { unsafeAddress { relaysInFlightCell.readAddress } unsafeMutableAddress { relaysInFlightCell.address } }
     let relaysInFlightCell = FixedCell<[Int: [(peer: Int, counter: UInt64)]]>([:])
+    /// Per relay staging buffer (slot number): the message staged there (0: none), and its relays
+    /// not yet retired, which keep it from being overwritten (CrashedSenderRelay.swift).
+    let relayStaged: FixedTable<UInt64>
+    var relayStagingInFlight: [Int: [(peer: Int, counter: UInt64)]] = [:]
+    /// Restarted process, per table entry of a crashed sender: the message a leader's entry named
+    /// there whose body it asks for (0: none yet).
+    let relayWanted: FixedTable<UInt64>
     /// Delivered messages whose slot release waits for relays.
     var deferredReleases: [Int] { unsafeAddress { deferredReleasesCell.readAddress } unsafeMutableAddress { deferredReleasesCell.address } }
     let deferredReleasesCell = FixedCell<[Int]>([])
@@ -252,6 +261,8 @@ public final class ServerEngine {
         delivered = FixedTable(repeating: false, count: entries)
         senderCrashed = FixedTable(repeating: false, count: senders)
         relayRequested = FixedTable(repeating: 0, count: entries)
+        relayStaged = FixedTable(repeating: 0, count: layout.slots)
+        relayWanted = FixedTable(repeating: 0, count: entries)
         relayHandled = FixedTable(repeating: 0, count: entries * layout.servers.count)
         lastSequence = FixedTable(repeating: 0, count: senders)
         accepted1A = FixedTable(groupBallots.map(\.rawValue))
@@ -260,6 +271,7 @@ public final class ServerEngine {
         leaderReady = FixedTable(repeating: true, count: groups)
         awaitingResume = FixedTable(repeating: rejoining, count: senders)
         dropIDs = FixedTable(repeating: 0, count: entries)
+        isRestartedIncarnation = rejoining
         if rejoining {
             self.rejoining = true
             resumesOutstanding = senders
@@ -300,6 +312,8 @@ public final class ServerEngine {
         delivered.deallocate()
         senderCrashed.deallocate()
         relayRequested.deallocate()
+        relayStaged.deallocate()
+        relayWanted.deallocate()
         relayHandled.deallocate()
         lastSequence.deallocate()
         accepted1A.deallocate()

@@ -23,7 +23,8 @@ extension ServerEngine {
                 guard id.sequence > lastSequence[sender] else { break }
                 guard let header = MessageSlot.read(base, layout: layout) else { break }
                 // A relay of a message already taken (and perhaps delivered) is not a new message.
-                guard header.id.sender == layout.config.senders[sender], header.id.sequence > lastSequence[sender] else { break }
+                guard header.id.sender == layout.config.senders[sender], header.id.sequence > lastSequence[sender],
+                      holdsOwnSlot(base, header, slot: slot) else { break }
                 guard take(index, base: base, header: header) else { return progress }
                 lastSequence[sender] = header.id.sequence
                 expected[sender] += 1
@@ -65,6 +66,17 @@ extension ServerEngine {
         }
         pendingList.append(Int32(index))
         stats.bodies += 1
+    }
+
+    /// Whether the intact body at `base` is addressed to this process's group, in `slot` of its
+    /// ring. A sender and a relay only ever write such bodies; this keeps a stray one (a fabric's or
+    /// a peer's mistake) from being taken and delivered as if it were the slot's message.
+    @inline(__always)
+    func holdsOwnSlot(_ base: UnsafeRawPointer, _ header: MessageSlot.Header, slot: Int) -> Bool {
+        for j in 0..<header.destinationCount where MessageSlot.destination(base, j) == group {
+            return MessageSlot.slotNumber(base, j, layout: layout) == slot
+        }
+        return false
     }
 
     /// Index of `g` among the message's destinations, if it is one.

@@ -89,6 +89,7 @@ extension ServerEngine {
         leaderSeq[hi] &+= 1
         var e = entry
         e.seq = leaderSeq[hi]
+        e.epoch = LogEntry.epoch(groupBallots[hi])
         outbox.enqueue(leaderPeer(of: h), region: Layout.logRegion,
                        offset: layout.logOffset(group: group, seq: e.seq), length: LogEntry.wireSize) { e.encode(into: $0) }
     }

@@ -21,7 +21,10 @@ extension ServerEngine {
                         progress = true
                         continue
                     }
-                    guard let index = messageIndex(entry) else { break }
+                    guard let index = messageIndex(entry) else {
+                        wantRelay(entry)
+                        break
+                    }
                     guard hasRoom(inGroup: group) else { return progress }
                     record(entry, index)
                     forward(entry, index)
@@ -61,6 +64,7 @@ extension ServerEngine {
                         progress = true
                         continue
                     }
+                    wantRelay(entry)
                     if fixes.contains(.sequenceOrder) { break }
                     // The paper's final version: skip an entry whose body is missing, come back later.
                     deferredEntries.append(entry)
@@ -140,6 +144,8 @@ extension ServerEngine {
         let seq = logNext[Int(h.rawValue)]
         guard let e = LogEntry.read(log + layout.logOffset(group: h, seq: seq), expected: seq),
               e.ballot == groupBallots[Int(h.rawValue)] else { return nil }
+        // Another group's leader: only its stream for this group's current ballot.
+        if h != group, e.epoch != LogEntry.epoch(groupBallots[Int(group.rawValue)]) { return nil }
         return e
     }
 

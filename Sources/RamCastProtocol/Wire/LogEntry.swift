@@ -2,9 +2,16 @@ import RamCastFabric
 
 /// One write of a leader into a protected log (steps 2 and 3): a timestamp for one message, with the
 /// writer's ballot and a dense sequence number. 40 bytes in a 48-byte cell:
-/// `[seq:u32 | ballot:u32 | ts:u64 | msgID:u64 | sender:u16 | slot:u16 | group:u8 | kind:u8 | pad:2 | tsBallot:u32 | crc32c:u32]`.
+/// `[seq:u32 | ballot:u32 | ts:u64 | msgID:u64 | sender:u16 | slot:u16 | group:u8 | kind:u8 | epoch:u16 | tsBallot:u32 | crc32c:u32]`.
 /// `ballot` is the writer's (the stream's) ballot; `tsBallot` the ballot the timestamp was proposed
 /// under in its own group, which is what that group's followers ack.
+///
+/// `epoch` tells two streams into the same log apart when the *reader's* group changed ballot but
+/// the writer's did not: another group's leader restarts its stream at sequence 1 for each new
+/// ballot of the reader's group, and an entry of the old stream still in flight when the reader
+/// cleared its log would otherwise pass for the new stream's entry of the same number (seed 21976
+/// lost a timestamp that way). It is the low 16 bits of the reader's group's ballot as the writer
+/// knew it; 0 in a leader's stream to its own followers, where `ballot` is already that ballot.
 ///
 /// The reader expects sequence numbers 1, 2, 3, ... in order; an entry is ready when its `seq` is
 /// the expected one and its CRC matches (larger than 8 bytes, it may land torn).
@@ -36,8 +43,14 @@ public struct LogEntry: Hashable, Sendable {
     /// Whose timestamp this is.
     public var group: GroupID
     public var kind: Kind
+    /// Leader-to-leader streams: the reader's group's ballot, low 16 bits (see above); else 0.
+    public var epoch: UInt16 = 0
 
     public static let wireSize = 40
+
+    /// The `epoch` of a stream into a group under ballot `b`.
+    @inlinable
+    public static func epoch(_ b: Ballot) -> UInt16 { UInt16(truncatingIfNeeded: b.rawValue) }
 
     @inlinable
     public init(seq: UInt32, ballot: Ballot, tsBallot: Ballot, timestamp: Timestamp, message: MessageID, sender: UInt16,
@@ -63,7 +76,7 @@ public struct LogEntry: Hashable, Sendable {
         (p + 26).storeBytes(of: slot.littleEndian, as: UInt16.self)
         (p + 28).storeBytes(of: group.rawValue, as: UInt8.self)
         (p + 29).storeBytes(of: kind.rawValue, as: UInt8.self)
-        (p + 30).storeBytes(of: UInt16(0), as: UInt16.self)
+        (p + 30).storeBytes(of: epoch.littleEndian, as: UInt16.self)
         (p + 32).storeBytes(of: tsBallot.rawValue.littleEndian, as: UInt32.self)
         (p + 36).storeBytes(of: CRC32C.checksum(p, count: 36).littleEndian, as: UInt32.self)
     }
@@ -76,7 +89,7 @@ public struct LogEntry: Hashable, Sendable {
         let stored = UInt32(littleEndian: p.load(fromByteOffset: 36, as: UInt32.self))
         guard stored == CRC32C.checksum(p, count: 36),
               let kind = Kind(rawValue: p.load(fromByteOffset: 29, as: UInt8.self)) else { return nil }
-        return LogEntry(
+        var e = LogEntry(
             seq: expected,
             ballot: Ballot(UInt32(truncatingIfNeeded: first >> 32)),
             tsBallot: Ballot(UInt32(littleEndian: p.load(fromByteOffset: 32, as: UInt32.self))),
@@ -86,5 +99,7 @@ public struct LogEntry: Hashable, Sendable {
             slot: UInt16(littleEndian: p.load(fromByteOffset: 26, as: UInt16.self)),
             group: GroupID(p.load(fromByteOffset: 28, as: UInt8.self)),
             kind: kind)
+        e.epoch = UInt16(littleEndian: p.load(fromByteOffset: 30, as: UInt16.self))
+        return e
     }
 }

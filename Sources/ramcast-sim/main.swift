@@ -42,16 +42,28 @@ struct RamCastSim: ParsableCommand {
         var s = from
         var runs = 0
         var deliveries = 0
+        let flags = (crashes ? " --crashes" : "") + (restarts ? " --restarts" : "")
         while seconds.map({ clock.now - start < .seconds($0) }) ?? (runs < count) {
-            let outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts)
+            defer {
+                runs += 1
+                s += 1
+            }
+            // An error out of a run (a driver's, say) fails that seed; the exploration goes on.
+            let outcome: Simulation.Outcome
+            do {
+                outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts)
+            } catch {
+                print("seed \(s): error: \(error)")
+                failed.append(s)
+                print("replay: ramcast-sim --seed \(s)\(flags)")
+                continue
+            }
             if verbose || !outcome.passed { print(outcome) }
             if !outcome.passed {
                 failed.append(s)
-                print("replay: ramcast-sim --seed \(s)")
+                print("replay: ramcast-sim --seed \(s)\(flags)")
             }
             deliveries += outcome.delivered
-            runs += 1
-            s += 1
         }
         print("simulation: seeds \(from)..<\(s), \(deliveries) deliveries checked, in \(clock.now - start)")
         print("\(runs - failed.count) passed, \(failed.count) failed")

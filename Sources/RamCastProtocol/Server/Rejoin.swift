@@ -104,6 +104,12 @@ extension ServerEngine {
 
     /// Releases a held message without delivering it.
     func settle(_ index: Int) {
+        dropUndelivered(index)
+        release(index, base: ring + layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots))
+    }
+
+    /// Takes a held message off the pending list and out of the notes, counted as settled.
+    private func dropUndelivered(_ index: Int) {
         for i in 0..<pendingList.count where Int(pendingList[i]) == index {
             pendingList.swapAt(i, pendingList.count - 1)
             _ = pendingList.removeLast()
@@ -114,7 +120,6 @@ extension ServerEngine {
             dropCount -= 1
         }
         stats.settled += 1
-        release(index, base: ring + layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots))
     }
 
     /// A crashed sender's ring shows a newer body in the slot of pending message `index`: that one
@@ -128,19 +133,10 @@ extension ServerEngine {
     /// Released undelivered, without clearing the slot's ack area, where the newer message's acks
     /// may have landed already; it never acked the old one.
     func supersede(_ index: Int) {
-        for i in 0..<pendingList.count where Int(pendingList[i]) == index {
-            pendingList.swapAt(i, pendingList.count - 1)
-            _ = pendingList.removeLast()
-            break
-        }
-        if dropIDs[index] != 0 {
-            dropIDs[index] = 0
-            dropCount -= 1
-        }
+        dropUndelivered(index)
         present[index] = false
         delivered[index] = true
         ordered[index] = false
-        stats.settled += 1
     }
 
     /// The group's recovery section has been processed: this process is a member again.

@@ -445,11 +445,24 @@ extension ServerEngine: CustomDebugStringConvertible {
     public var debugDescription: String {
         var s = "\(me) (\(group), member \(member)\(isLeader ? ", leader" : "")) clock \(clock) ballots \(ballots.map(\.rawValue)) "
         s += "expected \(expected.array) released \(released.array) logNext \(logNext.array) followerSeq \(followerSeq) leaderSeq \(leaderSeq.array) streamMax \(streamMax) decidedClock \(decidedClock) recovered \(recoveredBallot)@\(recoveryTop)"
-        s += " deposed \(deposed) recovery \(recovery.map { "ballot \($0.ballot.rawValue) finished \($0.finished) responded \($0.responded) bag \($0.bag.count)" + " unknown \($0.bag.filter { !$0.value.ts.isNone && !holds($0.key, $0.value.id) }.map { "\($0.key):\($0.value.id)@\($0.value.ts) held \(ids[$0.key])" })" } ?? "none") crashed \(crashed.map(\.rawValue).sorted())\n"
+        s += " deposed \(deposed) recovery \(recovery.map(describe) ?? "none") crashed \(crashed.map(\.rawValue).sorted())"
+        if rejoining {
+            s += " rejoining: resumes outstanding \(resumesOutstanding) owed 1B \(owed1B.map { "\($0.rawValue)" } ?? "none") requested \(rejoinRequested.rawValue)"
+            s += " wanted \((0..<relayWanted.count).filter { relayWanted[$0] != 0 }.map { "\($0):\(MessageID(rawValue: relayWanted[$0]))" })"
+        }
+        s += "\n"
         for h in 0..<layout.groupCount {
             let p = log + layout.logOffset(group: GroupID(UInt8(h)), seq: logNext[h])
             let w = RemoteMemory.loadAcquiring(p)
             if w != 0 { s += "  log[\(h)] at seq \(logNext[h]): seq \(UInt32(truncatingIfNeeded: w)) ballot \(w >> 32) msg \(MessageID(rawValue: p.load(fromByteOffset: 16, as: UInt64.self)))\n" }
+        }
+        for sender in 0..<expected.count where released[sender] < expected[sender] {
+            // Slots taken but not released: each is pending, delivered with its release deferred, or stuck.
+            let held = (released[sender]..<expected[sender]).map { counter -> String in
+                let i = sender * layout.slots + counter % layout.slots
+                return "\(counter):\(ids[i]) present \(present[i]) delivered \(delivered[i]) freed \(freed[i])"
+            }
+            s += "  unreleased from sender \(sender): \(held)\n"
         }
         let maxDst = layout.maxDestinations
         for raw in pendingList {
@@ -469,6 +482,14 @@ extension ServerEngine: CustomDebugStringConvertible {
         for p in 0..<outbox.peers where outbox.pending(p) > 0 || outbox.enqueued(p) != outbox.retired(p) {
             s += "  outbox peer \(p): enqueued \(outbox.enqueued(p)) posted \(outbox.posted(p)) retired \(outbox.retired(p))\n"
         }
+        return s
+    }
+    private func describe(_ r: Recovery) -> String {
+        let unknown = r.bag.filter { !$0.value.ts.isNone && !holds($0.key, $0.value.id) }.map { index, v in
+            "\(index):\(v.id)@\(v.ts)/b\(v.tsBallot.rawValue) held \(ids[index]) present \(present[index]) delivered \(delivered[index]) body reported \(r.bodyHeld[index] ?? false)"
+        }
+        var s = "ballot \(r.ballot.rawValue) finished \(r.finished) responded \(r.responded) bag \(r.bag.count) unknown \(unknown)"
+        s += " maxRecovered \(r.maxRecovered.rawValue) awaiting \(r.awaiting) amnesiac \(r.amnesiac)"
         return s
     }
 }

@@ -164,4 +164,38 @@ struct RejoinTests {
         let report = c.check()
         #expect(report.isClean, "\(report)")
     }
+
+    @Test("A body settled on arrival after the rejoin is released, and its release counted")
+    func settledOnArrivalIsReleased() throws {
+        let c = try ScriptedCluster()
+        _ = try traffic(c, 4)
+        try c.settle()
+        c.crash(2)
+        // Leader 0 and node 1 deliver m, but node 1's release stays in flight: sender 100 writes m
+        // again to the restarted node 2.
+        let m = try c.send(100, to: [0])
+        try c.settle(holding: [(1, 100)])
+        #expect(c.delivered[NodeID(0)]?.contains(m) == true)
+        try c.restart(2)
+        try c.pump(100)
+        #expect(c.fabric.pendingWrites(from: NodeID(100), to: NodeID(2)) == 2)   // the resume word, then m
+        c.fabric.deliver(from: NodeID(100), to: NodeID(2), count: 1)
+        // Taken back in before m's body lands: leader 0's section lists m as settled.
+        try c.settle(holding: [(1, 100), (100, 2)], until: { !c.server(2).rejoining })
+        #expect(!c.server(2).rejoining)
+        #expect(c.server(2).stats.settled == 0)
+        try c.settle(holding: [(1, 100)])
+        let newcomer = c.server(2)
+        #expect(newcomer.stats.settled == 1)
+        #expect(c.delivered[NodeID(2)]?.contains(m) != true)
+        #expect(newcomer.released.array == newcomer.expected.array, "\(newcomer.debugDescription)")
+        try c.settle()
+        // A full lap of sender 100's ring reuses m's slot: it waits for node 2's release of m.
+        var after: [RamCastProtocol.MessageID] = []
+        for i in 0..<20 { after.append(try c.send(100, to: [0], payload: [UInt8(i)])); try c.settle() }
+        for x in after { #expect(c.delivered[NodeID(2)]?.contains(x) == true) }
+        #expect(c.everyoneDelivered)
+        let report = c.check()
+        #expect(report.isClean, "\(report)")
+    }
 }

@@ -35,7 +35,11 @@ extension ServerEngine {
         // The body stays: a relay may still need it if its sender crashes (Task 10); the slot's next
         // message overwrites it, and `lastSequence` keeps the old one from being taken twice.
         (base + layout.ackOffset).initializeMemory(as: UInt8.self, repeating: 0, count: layout.ackAreaSize)
-        let sender = index / layout.slots
+        advanceReleased(index / layout.slots)
+    }
+
+    /// Moves the sender's released count over the freed slots that follow it.
+    func advanceReleased(_ sender: Int) {
         while released[sender] < expected[sender] {
             let i = sender * layout.slots + released[sender] % layout.slots
             guard freed[i] else { break }

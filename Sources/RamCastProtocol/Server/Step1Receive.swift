@@ -28,6 +28,9 @@ extension ServerEngine {
                 guard take(index, base: base, header: header) else { return progress }
                 lastSequence[sender] = header.id.sequence
                 expected[sender] += 1
+                // Settled on arrival (`take`): its release could not count before the counter moved
+                // past it (seed 35091: the sender then waited for that slot forever).
+                if freed[index] { advanceReleased(sender) }
                 progress = true
             }
         }

@@ -198,4 +198,52 @@ struct RejoinTests {
         let report = c.check()
         #expect(report.isClean, "\(report)")
     }
+
+    /// Group 0 loses sender 101 and then node 1, which restarts and is taken in by leader 0. That
+    /// section re-proposes what leader 0 still holds, delivered or not, under its ballot; node 1
+    /// settles those messages at its cut, without their bodies. Then leader 0 dies and node 1 is
+    /// next in line: node 2's 1B reports those values, so node 1 must re-propose them.
+    func restartedNextInLine(_ c: ScriptedCluster, lapSender100: Bool) throws {
+        _ = try traffic(c, 6)
+        try c.settle()
+        c.crash(101)
+        try c.settle()
+        c.crash(1)
+        try c.settle()
+        try c.restart(1)
+        try c.settle(until: { !c.server(1).rejoining })
+        try c.settle()
+        #expect(!c.server(1).rejoining)
+        if lapSender100 {
+            // A lap of sender 100's ring: node 1 then holds a newer message in each of its slots.
+            for i in 0..<16 { _ = try c.send(100, to: [0], payload: [UInt8(i)]); try c.settle() }
+        }
+        let senderSlots = 16..<32   // sender 101's table entries
+        #expect(senderSlots.contains { c.server(2).delivered[$0] })
+        #expect(senderSlots.allSatisfy { !c.server(1).present[$0] && !c.server(1).delivered[$0] })
+        c.crash(0)
+        try c.settle(until: { c.server(1).isLeader || c.server(2).isLeader })
+    }
+
+    func expectGroupZeroOrders(_ c: ScriptedCluster) throws {
+        var after: [RamCastProtocol.MessageID] = []
+        for _ in 0..<4 { after.append(try c.send(100, to: [0, 1])) }
+        try c.settle()
+        for m in after {
+            #expect(c.delivered[NodeID(1)]?.contains(m) == true)
+            #expect(c.delivered[NodeID(2)]?.contains(m) == true)
+        }
+        #expect(c.everyoneDelivered)
+        let report = c.check()
+        #expect(report.isClean, "\(report)")
+    }
+
+    @Test("A restarted candidate pulls the body of a crashed sender's message it never had")
+    func candidatePullsCrashedSendersBody() throws {
+        let c = try ScriptedCluster()
+        try restartedNextInLine(c, lapSender100: true)
+        #expect(c.server(1).isLeader, "node 1: \(c.server(1).debugDescription)")
+        #expect(c.server(1).stats.settled > 0)
+        try expectGroupZeroOrders(c)
+    }
 }

@@ -138,10 +138,16 @@ extension ServerEngine {
     /// A leader's entry names message `e` whose body this restarted process lacks, from a crashed
     /// sender: ask for exactly that one (see `requestRelays`).
     func wantRelay(_ e: LogEntry) {
-        guard isRestartedIncarnation, let s = layout.senderIndexOf[e.message.sender], senderCrashed[s] else { return }
-        let index = Int(e.sender) * layout.slots + Int(e.slot)
-        guard index < relayWanted.count, relayWanted[index] < e.message.sequence else { return }
-        relayWanted[index] = e.message.sequence
+        wantRelay(Int(e.sender) * layout.slots + Int(e.slot), e.message)
+    }
+
+    /// Asks for message `id`, in table entry `index`, if this is a restarted process and its sender
+    /// crashed. A leader's entry names it, or, for a candidate, a 1B reply: a candidate that joined
+    /// after the message was delivered needs its body all the same, to re-propose its value.
+    func wantRelay(_ index: Int, _ id: MessageID) {
+        guard isRestartedIncarnation, let s = layout.senderIndexOf[id.sender], senderCrashed[s] else { return }
+        guard index < relayWanted.count, relayWanted[index] < id.sequence else { return }
+        relayWanted[index] = id.sequence
         relayPassDue = true
     }
 

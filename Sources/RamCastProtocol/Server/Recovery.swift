@@ -375,11 +375,19 @@ extension ServerEngine {
     /// Not so with the single-group fast path, which chooses on landed log writes alone: then the
     /// candidate waits for the body (a crashed sender's message may then wait forever, the price of
     /// that option, see ``ProtocolConfig/singleGroupFastPath``).
+    ///
+    /// A restarted candidate may lack a body that was delivered before its cut, yet re-proposed
+    /// since (a section re-proposes what its leader still holds, delivered or not): it asks for a
+    /// crashed sender's (`wantRelay`, seed 22227). A live sender's it cannot get: see `abdicated`.
     private func bodiesKnown(_ r: Recovery) -> Bool {
-        r.bag.allSatisfy { index, v in
-            v.ts.isNone || v.tsBallot < r.maxRecovered || holdsNewer(index, than: v.id) || holds(index, v.id)
-                || (r.bodyHeld[index] != true && !layout.config.singleGroupFastPath)
+        var known = true
+        for (index, v) in r.bag {
+            guard !(v.ts.isNone || v.tsBallot < r.maxRecovered || holdsNewer(index, than: v.id) || holds(index, v.id)
+                    || (r.bodyHeld[index] != true && !layout.config.singleGroupFastPath)) else { continue }
+            wantRelay(index, v.id)
+            known = false
         }
+        return known
     }
 
     /// This process holds message `id` in table entry `index` (pending or delivered, body in the ring).

@@ -246,4 +246,15 @@ struct RejoinTests {
         #expect(c.server(1).stats.settled > 0)
         try expectGroupZeroOrders(c)
     }
+
+    @Test("A restarted candidate that cannot get a live sender's old body hands over to the next member")
+    func candidateAbdicates() throws {
+        let c = try ScriptedCluster()
+        // Sender 100's messages before the restart were written to node 1 by nobody, and sender 100
+        // writes a slot again only when it laps its ring: node 1 cannot re-propose them.
+        try restartedNextInLine(c, lapSender100: false)
+        #expect(c.server(2).isLeader, "node 1: \(c.server(1).debugDescription)\nnode 2: \(c.server(2).debugDescription)")
+        #expect(c.server(2).ballots[0].rawValue % 3 == 2)
+        try expectGroupZeroOrders(c)
+    }
 }

@@ -5,7 +5,7 @@ extension ServerEngine {
     /// heartbeat cell (one 8-byte inline write per follower).
     func sendHeartbeats() {
         // A candidate heartbeats too (with its new ballot), so that a long recovery is not suspected.
-        guard groupLeaders[Int(group.rawValue)] == member, !deposed, !rejoining,
+        guard groupLeaders[Int(group.rawValue)] == member, !deposed, !rejoining, recovery.map({ $0.finished || !$0.abdicated }) ?? true,
               now &- lastHeartbeatSent >= layout.config.heartbeatInterval else { return }
         for (i, f) in layout.members(of: group).enumerated() where i != member && !crashed.contains(f) {
             if !outbox.hasRoom(peer(server: f)) { return }

@@ -23,6 +23,11 @@ struct Recovery {
     /// crash: the leader started it to take them in (`Rejoin.swift`).
     var awaiting: [Int] = []
     var finished = false
+    /// When phase 1 started, in the driver's clock.
+    var startedAt: UInt64 = 0
+    /// The candidate gave up waiting for bodies it cannot get, and stopped heartbeating, so that the
+    /// next member in line takes over (see `collect1B`).
+    var abdicated = false
 }
 
 extension ServerEngine {
@@ -34,7 +39,8 @@ extension ServerEngine {
         let others = layout.servers.filter { $0 != me }
         guard others.allSatisfy({ crashed.contains($0) || outbox.hasRoom(peer(server: $0)) }) else { return false }
         recovery = Recovery(ballot: b, responded: Array(repeating: false, count: layout.servers.count), maxClock: clock,
-                            amnesiac: Array(repeating: false, count: layout.servers.count), awaiting: awaiting)
+                            amnesiac: Array(repeating: false, count: layout.servers.count), awaiting: awaiting,
+                            startedAt: now)
         for h in 0..<layout.groupCount where h != Int(group.rawValue) { resetLog(GroupID(UInt8(h))) }
         (ring + layout.phase1bOffset(server: 0)).initializeMemory(as: UInt8.self, repeating: 0,
                                                                   count: layout.servers.count * layout.phase1bMailboxSize)
@@ -352,9 +358,19 @@ extension ServerEngine {
             if r.finished { recovery = r; lateResponder(s) }
         }
         recovery = r
-        if !r.finished, quorumsReplied(r), bodiesKnown(r),
-           r.awaiting.allSatisfy({ r.amnesiac[$0] || crashed.contains(layout.servers[$0]) }) {
+        guard !r.finished, quorumsReplied(r), r.awaiting.allSatisfy({ r.amnesiac[$0] || crashed.contains(layout.servers[$0]) }) else {
+            return progress
+        }
+        if bodiesKnown(r) {
             finishRecovery()
+            progress = true
+        } else if !r.abdicated, now &- r.startedAt > layout.config.failureTimeout {
+            // A value some replier holds the body of, and this candidate cannot get: a restarted
+            // candidate lacks what was delivered before its cut, and a live sender never writes that
+            // again. Its heartbeats stop, the group suspects it, and the next member in line (which
+            // may hold the body) takes over with a higher ballot. It still finishes if the body
+            // comes first.
+            recovery?.abdicated = true
             progress = true
         }
         return progress

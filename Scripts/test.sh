@@ -17,10 +17,11 @@ t1=$(date +%s)
 RAMCAST_SIM_SECONDS=${RAMCAST_SIM_SECONDS:-30} swift test --skip-build 2>&1 | tee .build/host-tests.log | grep -vE '^(◇|↳)|started\.$'; host=${PIPESTATUS[0]}
 echo "host: $(grep -E 'Test run with' .build/host-tests.log | tail -1 | sed 's/\x1b\[[0-9;]*m//g')"
 t2=$(date +%s)
-explore=${RAMCAST_SIM_EXPLORE_SECONDS:-120}
-echo "== randomized simulation: seeded schedules for ${explore} s, then crash schedules for ${explore} s, every run checked"
+explore=${RAMCAST_SIM_EXPLORE_SECONDS:-100}
+echo "== randomized simulation, every run checked: seeded schedules, crash schedules, then crash and restart schedules, ${explore} s each"
 .build/release/ramcast-sim --from 1000 --seconds "$explore"; sim=$?
 .build/release/ramcast-sim --from 1000000 --seconds "$explore" --crashes; (( sim |= $? ))
+.build/release/ramcast-sim --from 2000000 --seconds "$explore" --crashes --restarts; (( sim |= $? ))
 t3=$(date +%s)
 echo "== RDMA tests"
 "$here/rdma-tests.sh" --bin-dir .build/release --cluster "${RAMCAST_RXE_MESSAGES:-10000}" --failover "${RAMCAST_FAILOVER_MESSAGES:-4000}"; rdma=$?

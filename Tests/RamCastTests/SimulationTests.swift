@@ -7,20 +7,21 @@ import Glibc
 #endif
 
 /// Randomized schedules, checked. The number of seeds is bounded by a time budget
-/// (`RAMCAST_SIM_SECONDS`, default 60) rather than fixed; a failure prints its seed, and
-/// `RAMCAST_SIM_SEED=N` (with `RAMCAST_SIM_CRASHES=1` for even seeds) or `ramcast-sim --seed N`
-/// replays that one seed.
+/// (`RAMCAST_SIM_SECONDS`, default 60) rather than fixed; a failure prints its seed and the
+/// `ramcast-sim` command that replays it (or `RAMCAST_SIM_SEED=N`, with `RAMCAST_SIM_CRASHES=1` for
+/// even seeds and `RAMCAST_SIM_RESTARTS=1` for multiples of 4).
 @Suite("Randomized simulation")
 struct SimulationTests {
     static var budget: Duration {
         .seconds(Double(ProcessInfoLite.env("RAMCAST_SIM_SECONDS") ?? "") ?? 60)
     }
 
-    @Test("seeded schedules, half of them with crashes, pass the property checker")
+    @Test("seeded schedules, half of them with crashes and a quarter with restarts, pass the property checker")
     func randomizedSchedules() throws {
         let crashes = ProcessInfoLite.env("RAMCAST_SIM_CRASHES") == "1"
+        let restarts = ProcessInfoLite.env("RAMCAST_SIM_RESTARTS") == "1"
         if let one = ProcessInfoLite.env("RAMCAST_SIM_SEED").flatMap(UInt64.init) {
-            let outcome = try Simulation.run(seed: one, crashes: crashes)
+            let outcome = try Simulation.run(seed: one, crashes: crashes || restarts, restarts: restarts)
             print(outcome)
             #expect(outcome.passed, "\(outcome)")
             return
@@ -31,19 +32,22 @@ struct SimulationTests {
         var failures: [Simulation.Outcome] = []
         var seed: UInt64 = 1
         while clock.now - start < Self.budget, failures.count < 3 {
-            // Every other seed also crashes group members (at most f per group, leaders included).
-            let outcome = try Simulation.run(seed: seed, crashes: seed % 2 == 0)
+            // Every other seed also crashes group members (at most f per group, leaders included), and
+            // every fourth restarts half of those with empty memory.
+            let outcome = try Simulation.run(seed: seed, crashes: seed % 2 == 0, restarts: seed % 4 == 0)
             if !outcome.passed { failures.append(outcome) }
             seeds += 1
             seed += 1
         }
         print("simulation: \(seeds) seeds explored in \(clock.now - start), \(failures.count) failed")
         for f in failures {
-            print("simulation: FAILED \(f)\n  replay: ramcast-sim --seed \(f.seed)\(f.seed % 2 == 0 ? " --crashes" : "")")
+            let flags = f.seed % 4 == 0 ? " --crashes --restarts" : f.seed % 2 == 0 ? " --crashes" : ""
+            print("simulation: FAILED \(f)\n  replay: ramcast-sim --seed \(f.seed)\(flags)")
         }
         #expect(failures.isEmpty, "failing seeds: \(failures.map(\.seed))")
         // A debug build shares the machine with the other suites here; the thousands of seeds run in
-        // release, from Scripts/test.sh (ramcast-sim --seconds, with and without crashes).
+        // release, from Scripts/test.sh (ramcast-sim --seconds: without crashes, with crashes, and
+        // with crashes and restarts).
         #expect(seeds >= 20, "only \(seeds) seeds fit in the time budget")
     }
 }

@@ -7,14 +7,18 @@ import RamCastFabric
 /// Header, 8 bytes, in every message:
 ///
 ///     0  u16  magic 0x4352 ("RC")
-///     2  u8   version (1)
+///     2  u8   version (2)
 ///     3  u8   count: region descriptors that follow (REQ/REP), reason bytes (REJ), or message type (SEND)
 ///     4  u32  sender's node id
 ///
 /// In a REQ or REP, count holds the descriptors in its low 7 bits (never more than 11 fit) and bit 7
 /// says "the connecting process restarted" (``FabricEndpoint/announcesRestart``); an acceptor
-/// announcing a restart refuses connections instead, so bit 7 of a REP is always clear. Peers that
-/// never restart send the same bytes as before the bit existed, which is why the version stays 1.
+/// announcing a restart refuses connections instead, so bit 7 of a REP is always clear.
+///
+/// The version names the protocol spoken over the connection, not only these bytes. Version 2:
+/// log entries carry the reader group's ballot epoch in bytes 30-31 (version 1 wrote zero there, and
+/// a version-2 leader ignores such entries), and the ring region holds relay staging buffers. A
+/// mixed cluster would stall rather than fail, so a peer of another version is refused at connect.
 ///
 /// Region descriptor, 16 bytes:
 ///
@@ -27,7 +31,7 @@ import RamCastFabric
 /// SEND is 32 bytes: header (count = type 1, "region key") + descriptor + u8 writable + 7 zero bytes.
 enum Wire {
     static let magic: UInt16 = 0x4352
-    static let version: UInt8 = 1
+    static let version: UInt8 = 2
     static let headerSize = 8
     static let descriptorSize = 16
     static let connectCapacity = 56

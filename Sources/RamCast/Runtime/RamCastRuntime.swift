@@ -176,6 +176,8 @@ public final class RamCastRuntime: @unchecked Sendable {
         // Leadership changes of local processes, logged with wall-clock times (failover figures).
         var leading = Dictionary(uniqueKeysWithValues: cluster.servers.map { ($0.id, $0.server!.isLeader) })
         var firstDeliveryPending: Set<NodeID> = []
+        var candidacies: [NodeID: (ballot: Ballot, abdicated: Bool)] = [:]
+        var deposedLogged: Set<NodeID> = []
         var rejoining = Set(cluster.servers.filter { $0.server!.rejoining }.map(\.id))
         let log = logger
         // A restarted process's cut goes first in its log: noted at its first delivery at the latest.
@@ -230,6 +232,29 @@ public final class RamCastRuntime: @unchecked Sendable {
             for node in cluster.servers {
                 let engine = node.server!
                 noteRejoined(node)
+                let candidacy = engine.candidacy
+                if candidacy?.ballot != candidacies[node.id]?.ballot || candidacy?.abdicated != candidacies[node.id]?.abdicated {
+                    candidacies[node.id] = candidacy
+                    if let candidacy {
+                        let metadata: Logger.Metadata = [
+                            "process": "\(node.id.rawValue)", "group": "\(engine.group.rawValue)",
+                            "ballot": "\(candidacy.ballot.rawValue)", "unix_ns": "\(Self.unixNanoseconds())"]
+                        if candidacy.abdicated {
+                            log.warning("handing over: bodies it must re-propose did not come", metadata: metadata)
+                            log.debug("candidate state: \(engine.debugDescription)")
+                        } else {
+                            log.notice("recovering as candidate", metadata: metadata)
+                        }
+                    }
+                }
+                if engine.deposed, !deposedLogged.contains(node.id) {
+                    deposedLogged.insert(node.id)
+                    log.warning("deposed: a write as leader was refused", metadata: [
+                        "process": "\(node.id.rawValue)", "group": "\(engine.group.rawValue)",
+                        "ballot": "\(engine.ballots[Int(engine.group.rawValue)].rawValue)", "unix_ns": "\(Self.unixNanoseconds())"])
+                } else if !engine.deposed {
+                    deposedLogged.remove(node.id)
+                }
                 if engine.isLeader != leading[node.id] {
                     leading[node.id] = engine.isLeader
                     if engine.isLeader {

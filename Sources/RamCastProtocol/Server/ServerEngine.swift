@@ -58,6 +58,13 @@ public final class ServerEngine {
     public var isLeader: Bool {
         groupLeaders[Int(group.rawValue)] == member && (recovery?.finished ?? true) && !deposed && !rejoining
     }
+    /// The recovery this process runs as its group's candidate, until it finishes: its ballot, and
+    /// whether it gave up waiting for bodies it cannot get and stopped heartbeating, so that the
+    /// next member takes over (`Recovery.swift`). Nil while it leads or follows.
+    public var candidacy: (ballot: Ballot, abdicated: Bool)? {
+        guard let r = recovery, !r.finished else { return nil }
+        return (r.ballot, r.abdicated)
+    }
 
     // Rejoining after a restart (Rejoin.swift).
     /// This process restarted and has not yet processed a recovery section of its group: it
@@ -141,7 +148,9 @@ public final class ServerEngine {
     let crashedCell = FixedCell<Set<NodeID>>([])
     /// Per group, the highest phase-1A ballot accepted.
     let accepted1A: FixedTable<UInt32>
-    var deposed = false
+    /// A write of this process as leader was refused (its permission revoked by a newer ballot):
+    /// it stopped leading, and follows once the newer 1A is in its memory.
+    public internal(set) var deposed = false
     var recovery: Recovery? { unsafeAddress { recoveryCell.readAddress } unsafeMutableAddress { recoveryCell.address } }
     let recoveryCell = FixedCell<Recovery?>(nil)
     /// Per member of this group (leader side): whether it is ready for this leader's stream.

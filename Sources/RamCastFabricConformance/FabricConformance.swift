@@ -10,6 +10,7 @@ public enum FabricConformance {
         case selectiveSignalingLongRun
         case sendQueueRefusesOverflow
         case revokeThenWrite
+        case grantThenProceed
         case reconnectAndGrant
         case crcChecked100k
         case connectionErrors
@@ -31,6 +32,7 @@ public enum FabricConformance {
         case .selectiveSignalingLongRun: try selectiveSignalingLongRun(harness)
         case .sendQueueRefusesOverflow: try sendQueueRefusesOverflow(harness)
         case .revokeThenWrite: try revokeThenWrite(harness)
+        case .grantThenProceed: try grantThenProceed(harness)
         case .reconnectAndGrant: try reconnectAndGrant(harness)
         case .crcChecked100k: try crcChecked100k(harness)
         case .connectionErrors: try connectionErrors(harness)
@@ -275,6 +277,40 @@ public enum FabricConformance {
             d.poll(e) { c in if c.id == id { found = c.status } }
         }
         return found!
+    }
+
+    /// A peer that grants write access and then says so with a write on the same connection (as a
+    /// follower's 1B follows its grant to a new leader) can be written to at once by the grantee,
+    /// which saw that write in its memory and polled no event since. Over RDMA the grant is a key
+    /// update (a SEND) ahead of that write: the grantee must take it before posting, or its write
+    /// goes out with a stale key and is refused. Rounds of grant and revoke, so that a stale key
+    /// that was writable once is covered too.
+    static func grantThenProceed(_ h: any FabricHarness) throws {
+        let n = try makeNodes(h, [1, 2])
+        let (a, b) = (n[0], n[1])
+        let ab = try a.endpoint.connect(to: b.endpoint.node, timeout: .seconds(10))
+        let ba = try acceptedConnection(h, at: b, from: a.endpoint.node)
+        var writer = Sender(a.endpoint, ab, signalInterval: 1, harnessName: h.name)
+        var granter = Sender(b.endpoint, ba, signalInterval: 1, harnessName: h.name)
+        var driver = Driver(h)
+        for round in 1...20 {
+            try b.endpoint.grantWrite(protected, to: a.endpoint.node)
+            let go = UInt64(round)
+            try withUnsafeBytes(of: go) { raw in
+                _ = try granter.tryPost(WriteRequest(id: go, source: raw.baseAddress!, length: 8, remoteRegion: data,
+                                                     remoteOffset: 0, flags: .inline))
+            }
+            try driver.wait("go-ahead \(round) at \(a.endpoint.node)", until: { word(a.data, 0) == go })
+            let value = 0x5000 + go
+            try protectedWrite(&writer, value: value)
+            let st = try status(of: value, a.endpoint, &driver)
+            try expect(st == .success, "[\(h.name)] round \(round): a write right after the grant completed with \(st)")
+            try driver.wait("write \(round) landing", until: { word(b.protected, 64) == value })
+            // The go-ahead's completion retires the key update posted before it (a granter has a
+            // few control sends in flight per connection).
+            try driver.wait("go-ahead \(round) completed", until: { granter.signaledCompletions == round }) { d in try granter.poll(&d) }
+            try b.endpoint.revokeWrite(protected, from: a.endpoint.node)
+        }
     }
 
     /// A writer whose permission was revoked gets a remote access error (even for an unsignaled

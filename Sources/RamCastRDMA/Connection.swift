@@ -12,6 +12,8 @@ struct RemoteKey {
     /// 0: the peer has no such region (regions are never empty).
     var length: UInt32 = 0
     var rkey: UInt32 = 0
+    /// The peer guards the region with per-peer keys: see `RDMAEndpoint.post`.
+    var guarded = false
 }
 
 /// A signaled work request not yet seen completed: the counts of user writes and control sends
@@ -120,7 +122,7 @@ final class Connection {
     }
 
     func setRemote(_ d: Wire.Descriptor) {
-        remote[Int(d.region.rawValue)] = RemoteKey(address: d.address, length: d.length, rkey: d.rkey)
+        remote[Int(d.region.rawValue)] = RemoteKey(address: d.address, length: d.length, rkey: d.rkey, guarded: d.guarded)
     }
 
     @inline(__always) var outstandingUserWrites: Int { Int(truncatingIfNeeded: userPosted &- userRetired) }

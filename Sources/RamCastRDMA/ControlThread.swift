@@ -68,7 +68,7 @@ struct AdvertisedRegion {
     var peerRkeys: [NodeID: UInt32] = [:]
 
     func descriptor(for peer: NodeID) -> Wire.Descriptor {
-        Wire.Descriptor(region: id, address: address, length: length, rkey: peerRkeys[peer] ?? sharedRkey)
+        Wire.Descriptor(region: id, address: address, length: length, rkey: peerRkeys[peer] ?? sharedRkey, guarded: access == .grantedPeers)
     }
 
     func writable(by peer: NodeID) -> Bool { access == .anyPeer || peerRkeys[peer] != nil }

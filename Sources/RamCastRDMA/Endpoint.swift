@@ -293,9 +293,22 @@ public final class RDMAEndpoint: FabricEndpoint {
         guard outstanding + n <= limits.sendQueueDepth else {
             throw .sendQueueFull(connection, outstanding: outstanding, requested: n, depth: limits.sendQueueDepth)
         }
+        var keysChecked = false
         for i in 0..<n {
             let w = writes[i]
-            let key = c.remote[Int(w.remoteRegion.rawValue)]
+            var key = c.remote[Int(w.remoteRegion.rawValue)]
+            if key.guarded, !keysChecked {
+                // A write with a stale key is refused, and breaks the connection. The peer may have
+                // granted access a moment ago: its key update is a SEND on this connection, ahead of
+                // the write that told this process to go on (a 1B after the grant), and may still
+                // wait in the receive queue if events were last polled before both arrived. Take it
+                // first (a failover over rxe lost its new leader so). One empty ibv_poll_cq per
+                // chain to a guarded region: a leader's log writes.
+                keysChecked = true
+                pollControlMessages()
+                guard c.phase == .open else { throw postRefusal(c) }
+                key = c.remote[Int(w.remoteRegion.rawValue)]
+            }
             guard w.length > 0, w.length <= limits.maxWriteBytes else {
                 throw .invalidWrite(id: w.id, reason: "length \(w.length) is outside 1...\(limits.maxWriteBytes)")
             }

@@ -57,6 +57,9 @@ extension RDMAEndpoint {
         guard !regions.contains(where: { $0.region.id == id }) else {
             throw .invalidRegion(id, reason: "already registered at \(node)")
         }
+        guard id.rawValue & Wire.guardedFlag == 0 else {
+            throw .invalidRegion(id, reason: "region ids must be below 128 (bit 7 of the id byte is a flag on the wire)")
+        }
         guard length > 0, length <= Int(UInt32.max) else {
             throw .invalidRegion(id, reason: "length must be in 1...\(UInt32.max), got \(length)")
         }

@@ -22,7 +22,11 @@ import RamCastFabric
 ///
 /// Region descriptor, 16 bytes:
 ///
-///     0  u64  (virtual address << 8) | region id    -- user-space addresses fit in 56 bits
+///     0  u64  (virtual address << 8) | guarded << 7 | region id    -- user-space addresses fit in 56 bits
+///
+/// The guarded bit marks a region written only with a per-peer key (`.grantedPeers`): its keys
+/// change at run time, so a writer takes pending key updates before it posts to it (see
+/// `RDMAEndpoint.post`). Region ids stay below 128.
 ///     8  u32  length in bytes
 ///    12  u32  rkey: for a grantedPeers region, the key of the MR for the receiving peer
 ///
@@ -43,6 +47,8 @@ enum Wire {
     static let controlMessageSize = 32
     static let controlTypeRegionKey: UInt8 = 1
     static let addressLimit: UInt64 = 1 << 56
+    /// Bit 7 of a descriptor's region byte: the region is guarded by per-peer keys.
+    static let guardedFlag: UInt8 = 0x80
     /// Bit 7 of a REQ's count byte: the connecting process restarted.
     static let restartedFlag: UInt8 = 0x80
     static let countMask: UInt8 = 0x7F
@@ -52,6 +58,8 @@ enum Wire {
         var address: UInt64
         var length: UInt32
         var rkey: UInt32
+        /// Writes need a per-peer key (`.grantedPeers`), which a grant or revocation changes.
+        var guarded = false
     }
 
     /// A connect (REQ) or accept (REP) payload.
@@ -82,7 +90,7 @@ enum Wire {
     }
 
     static func encode(_ d: Descriptor, into b: inout [UInt8]) {
-        append(&b, (d.address << 8) | UInt64(d.region.rawValue))
+        append(&b, (d.address << 8) | UInt64(d.region.rawValue | (d.guarded ? guardedFlag : 0)))
         append(&b, d.length)
         append(&b, d.rkey)
     }
@@ -142,8 +150,9 @@ enum Wire {
 
     static func decodeDescriptor(_ b: UnsafeRawBufferPointer, at offset: Int) -> Descriptor {
         let word: UInt64 = load(b, offset)
-        return Descriptor(region: RegionID(UInt8(truncatingIfNeeded: word)), address: word >> 8,
-                          length: load(b, offset + 8), rkey: load(b, offset + 12))
+        let byte = UInt8(truncatingIfNeeded: word)
+        return Descriptor(region: RegionID(byte & ~guardedFlag), address: word >> 8,
+                          length: load(b, offset + 8), rkey: load(b, offset + 12), guarded: byte & guardedFlag != 0)
     }
 
     static func decodeHello(_ b: UnsafeRawBufferPointer) throws(DecodeError) -> Hello {

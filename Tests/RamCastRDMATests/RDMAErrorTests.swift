@@ -191,10 +191,12 @@ struct RDMAErrorTests {
             let address: UInt64 = 0x7fff_1234_5000 + UInt64(i) << 20
             let length = UInt32(4096 * (i + 1))
             let rkey: UInt32 = 0xdead_0000 + UInt32(i)
-            regions.append(Wire.Descriptor(region: RegionID(UInt8(i)), address: address, length: length, rkey: rkey))
+            regions.append(Wire.Descriptor(region: RegionID(UInt8(i)), address: address, length: length, rkey: rkey, guarded: i == 1))
         }
         let bytes = Wire.encodeHello(Wire.Hello(node: NodeID(7), regions: regions))
         #expect(bytes.count == Wire.connectCapacity)
+        // The guarded flag rides in bit 7 of the region byte of descriptor 1 only.
+        #expect(bytes[Wire.headerSize] == 0 && bytes[Wire.headerSize + Wire.descriptorSize] == 0x81)
         // rdma_cm pads private data with zeros: decoding must ignore the padding.
         let padded = bytes + [UInt8](repeating: 0, count: 40)
         let hello = try padded.withUnsafeBytes { try Wire.decodeHello($0) }

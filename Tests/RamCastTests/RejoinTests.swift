@@ -257,4 +257,28 @@ struct RejoinTests {
         #expect(c.server(2).ballots[0].rawValue % 3 == 2)
         try expectGroupZeroOrders(c)
     }
+    @Test("A sender resumes a restarted member with more unreleased bodies than the default outbox holds")
+    func resumeLargerThanDefaultOutbox() throws {
+        let c = try ScriptedCluster(slotsPerRing: 320)
+        c.crash(2)
+        // Node 1's releases stay in flight: sender 100 must write all 300 bodies again to node 2.
+        for i in 0..<300 {
+            _ = try c.send(100, to: [0], payload: [UInt8(i % 256)])
+            if i % 50 == 49 { try c.settle(holding: [(1, 100)]) }
+        }
+        try c.restart(2)
+        try c.settle(until: { !c.server(2).rejoining })
+        try c.settle()
+        #expect(!c.server(2).rejoining)
+        // It took all 300 (a larger burst than the default 256-entry outbox), and the section that
+        // took it in (300 settled entries, 300 re-proposals and the marker) came through whole.
+        #expect(c.server(2).expected.array == [300, 0])
+        #expect(c.server(2).stats.settled == 300)
+        let after = try c.send(100, to: [0])
+        try c.settle()
+        #expect(c.delivered[NodeID(2)]?.contains(after) == true)
+        #expect(c.everyoneDelivered)
+        let report = c.check()
+        #expect(report.isClean, "\(report)")
+    }
 }

@@ -17,8 +17,13 @@ public final class ProcessNode {
     public var server: ServerEngine? { if case .server(let e) = role { e } else { nil } }
     public var sender: SenderEngine? { if case .sender(let e) = role { e } else { nil } }
 
-    /// Outbox ring size per peer: the send queue plus room for a burst the engine queues at once.
-    static func outboxCapacity(_ limits: FabricLimits) -> Int { max(256, limits.sendQueueDepth * 2) }
+    /// Outbox ring size per peer: the send queue plus the largest burst the engine queues at once
+    /// without asking for room. That is a new leader's recovery section, which fits a follower's log
+    /// ring (`Layout.logCapacity` entries), or a sender's resume of a restarted member (its resume
+    /// word and up to a ring of bodies, `SenderEngine.peerRestarted`), which is smaller.
+    static func outboxCapacity(_ limits: FabricLimits, layout: Layout) -> Int {
+        max(256, limits.sendQueueDepth * 2 + layout.logCapacity, layout.slots + 1)
+    }
 
     /// Registers `id`'s regions on `endpoint` and builds its engine. Grants are made here too: a group
     /// member lets its own group's leader and every other group's leader write its log region.
@@ -30,7 +35,7 @@ public final class ProcessNode {
         self.id = id
         self.layout = layout
         let peers = layout.servers.count + layout.config.senders.count
-        let capacity = Self.outboxCapacity(endpoint.limits)
+        let capacity = Self.outboxCapacity(endpoint.limits, layout: layout)
         let inline = min(layout.config.inlineThreshold, endpoint.limits.maxInlineBytes)
         // Nobody writes the cells remotely: `.grantedPeers` with no grant makes a stray write fail loudly.
         let cellBytes = Outbox.cellBytes(peers: peers, capacity: capacity)

@@ -256,6 +256,7 @@ extension SenderEngine {
         }
         let tail = tails[Int(g.rawValue)]
         if lo == Int.max { lo = tail }
+        // `revive` emptied the peer's queue, and the runtime sizes outboxes for this (`ProcessNode.outboxCapacity`).
         precondition(outbox.hasRoom(p, tail - lo + 1),
                      "a restart writes up to slotsPerRing (\(layout.slots)) bodies at once: the outbox must hold one more")
         RemoteMemory.storeReleasing(UInt64(lo), at: region + layout.releaseCellOffset(server: p))

@@ -281,4 +281,30 @@ struct RejoinTests {
         let report = c.check()
         #expect(report.isClean, "\(report)")
     }
+    @Test("A candidate whose peers accepted a higher ballot it never heard of is told of it, and moves past it")
+    func lowerCandidateLearnsHigherBallot() throws {
+        let c = try ScriptedCluster()
+        _ = try traffic(c, 4)
+        try c.settle()
+        // Leader 0 starts a ballot of its own (what a rejoin does: b + n). Its 1A reaches group 1
+        // only, then it crashes with the rest in flight.
+        let b = c.server(0).ballots[0].rawValue
+        #expect(c.server(0).startRecovery(Ballot(b + 3)))
+        try c.pump(0)
+        c.deliver(0, 3, 4, 5)
+        c.crash(0)
+        try c.pump(3, 4, 5)
+        #expect(c.server(3).ballots[0].rawValue == b + 3)
+        #expect(c.server(1).ballots[0].rawValue == b)
+        // Node 1 suspects leader 0 and runs ballot b + 1, which group 1 has passed already.
+        try c.settle(until: { c.server(1).isLeader })
+        #expect(c.server(1).isLeader, "node 1: \(c.server(1).debugDescription)")
+        #expect(c.server(1).ballots[0].rawValue > b + 3)
+        let after = try traffic(c, 4)
+        try c.settle()
+        for m in after { #expect(c.delivered[NodeID(2)]?.contains(m) == true) }
+        #expect(c.everyoneDelivered)
+        let report = c.check()
+        #expect(report.isClean, "\(report)")
+    }
 }

@@ -66,9 +66,34 @@ extension ServerEngine {
         var progress = false
         for h in 0..<layout.groupCount {
             let b = UInt32(truncatingIfNeeded: RemoteMemory.loadAcquiring(ring + layout.phase1aOffset(GroupID(UInt8(h)))))
-            if b > accepted1A[h], accept1A(GroupID(UInt8(h)), Ballot(b)) { progress = true }
+            if b > accepted1A[h] {
+                if accept1A(GroupID(UInt8(h)), Ballot(b)) { progress = true }
+            } else if b < accepted1A[h], b != lowerAnswered[h], answerLower1A(GroupID(UInt8(h)), b) {
+                progress = true
+            }
         }
         return progress
+    }
+
+    /// A candidate of group `h` wrote ballot `b` here after this process accepted a higher one,
+    /// whose 1A may never reach that candidate: its sender can crash with the write in flight. The
+    /// candidate would wait for this process's 1B forever (seed 5000374: the rest of the cluster
+    /// had group 0's rejoin ballot 10, its members 6). So it gets the higher 1A, written into its
+    /// 1A cell as if it had come from its candidate: it accepts it, and moves past it when that
+    /// ballot's leader is gone. Learning of a higher ballot is always safe in Paxos.
+    private func answerLower1A(_ h: GroupID, _ b: UInt32) -> Bool {
+        let members = layout.members(of: h)
+        let candidate = members[Int(b % UInt32(members.count))]
+        if candidate != me, !crashed.contains(candidate) {
+            let p = peer(server: candidate)
+            guard outbox.hasRoom(p) else { return false }
+            let value = UInt64(accepted1A[Int(h.rawValue)])
+            outbox.enqueue(p, region: Layout.ringRegion, offset: layout.phase1aOffset(h), length: 8) {
+                $0.storeBytes(of: value, as: UInt64.self)
+            }
+        }
+        lowerAnswered[Int(h.rawValue)] = b
+        return true
     }
 
     /// Messages this process holds (pending or delivered, not yet recycled).

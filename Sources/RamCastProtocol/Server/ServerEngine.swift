@@ -148,6 +148,8 @@ public final class ServerEngine {
     let crashedCell = FixedCell<Set<NodeID>>([])
     /// Per group, the highest phase-1A ballot accepted.
     let accepted1A: FixedTable<UInt32>
+    /// Per group, the last lower 1A ballot answered with the accepted one (`Recovery.swift`).
+    let lowerAnswered: FixedTable<UInt32>
     /// A write of this process as leader was refused (its permission revoked by a newer ballot):
     /// it stopped leading, and follows once the newer 1A is in its memory.
     public internal(set) var deposed = false
@@ -275,6 +277,7 @@ public final class ServerEngine {
         relayHandled = FixedTable(repeating: 0, count: entries * layout.servers.count)
         lastSequence = FixedTable(repeating: 0, count: senders)
         accepted1A = FixedTable(groupBallots.map(\.rawValue))
+        lowerAnswered = FixedTable(repeating: 0, count: groups)
         recoveredBallot = groupBallots[Int(g.rawValue)]   // the initial ballot has nothing to recover
         followerReady = FixedTable(repeating: true, count: layout.groupSize(g))
         leaderReady = FixedTable(repeating: true, count: groups)
@@ -326,6 +329,7 @@ public final class ServerEngine {
         relayHandled.deallocate()
         lastSequence.deallocate()
         accepted1A.deallocate()
+        lowerAnswered.deallocate()
         followerReady.deallocate()
         leaderReady.deallocate()
         awaitingResume.deallocate()

@@ -148,6 +148,9 @@ extension ServerEngine {
         }
         rejoining = false
         joinedAfter = cut.rawValue == 0 ? nil : cut
+        // Delivered nothing yet: if it leads before it delivers, its own section must name this cut,
+        // not "nothing", or the member it takes in owes the group's whole history (seed 5013506).
+        if cut.rawValue != 0 { lastDelivered = cut }
         heartbeatChangedAt = now
         tracer?.rejoined(me, after: joinedAfter)
     }

@@ -28,6 +28,14 @@ struct RejoinTests {
         #expect(c.delivered[NodeID(UInt32(id))] == Array(order[start...]))
     }
 
+    /// Every survivor delivered what it owes (a restarted one, what follows its cut), and the
+    /// checker finds the run clean.
+    func expectCompleteAndClean(_ c: ScriptedCluster, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(c.everyoneDelivered, sourceLocation: sourceLocation)
+        let report = c.check()
+        #expect(report.isClean, "\(report)", sourceLocation: sourceLocation)
+    }
+
     @Test("A restarted follower is taken back in and delivers the group's order after its cut")
     func followerRejoins() throws {
         let c = try ScriptedCluster()
@@ -85,9 +93,7 @@ struct RejoinTests {
         #expect(c.server(1).isLeader)
         for m in after { #expect(c.delivered[NodeID(0)]?.contains(m) == true) }
         expectSuffix(c, restarted: 0, reference: 1)
-        #expect(c.everyoneDelivered)
-        let report = c.check()
-        #expect(report.isClean, "\(report)")
+        expectCompleteAndClean(c)
     }
 
     @Test("A member not yet taken back in counts in no quorum")
@@ -194,9 +200,7 @@ struct RejoinTests {
         var after: [RamCastProtocol.MessageID] = []
         for i in 0..<20 { after.append(try c.send(100, to: [0], payload: [UInt8(i)])); try c.settle() }
         for x in after { #expect(c.delivered[NodeID(2)]?.contains(x) == true) }
-        #expect(c.everyoneDelivered)
-        let report = c.check()
-        #expect(report.isClean, "\(report)")
+        expectCompleteAndClean(c)
     }
 
     /// Group 0 loses sender 101 and then node 1, which restarts and is taken in by leader 0. That
@@ -233,9 +237,7 @@ struct RejoinTests {
             #expect(c.delivered[NodeID(1)]?.contains(m) == true)
             #expect(c.delivered[NodeID(2)]?.contains(m) == true)
         }
-        #expect(c.everyoneDelivered)
-        let report = c.check()
-        #expect(report.isClean, "\(report)")
+        expectCompleteAndClean(c)
     }
 
     @Test("A restarted candidate pulls the body of a crashed sender's message it never had")
@@ -277,9 +279,7 @@ struct RejoinTests {
         let after = try c.send(100, to: [0])
         try c.settle()
         #expect(c.delivered[NodeID(2)]?.contains(after) == true)
-        #expect(c.everyoneDelivered)
-        let report = c.check()
-        #expect(report.isClean, "\(report)")
+        expectCompleteAndClean(c)
     }
     @Test("A candidate whose peers accepted a higher ballot it never heard of is told of it, and moves past it")
     func lowerCandidateLearnsHigherBallot() throws {
@@ -303,8 +303,6 @@ struct RejoinTests {
         let after = try traffic(c, 4)
         try c.settle()
         for m in after { #expect(c.delivered[NodeID(2)]?.contains(m) == true) }
-        #expect(c.everyoneDelivered)
-        let report = c.check()
-        #expect(report.isClean, "\(report)")
+        expectCompleteAndClean(c)
     }
 }

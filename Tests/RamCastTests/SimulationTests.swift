@@ -55,7 +55,7 @@ struct SimulationTests {
     /// --restarts`). Their fixes have scripted tests where one could be written; these keep the
     /// original schedules passing too.
     @Test("restart schedules that once failed pass the property checker",
-          arguments: [7863, 12189, 14689, 16816, 21608, 21976, 22227, 23743, 24769, 31885, 35091, 5000374, 5013506] as [UInt64])
+          arguments: [7863, 12189, 14689, 16816, 21608, 21976, 22227, 23743, 24769, 31885, 35091, 5000374, 5013506, 5018823] as [UInt64])
     func restartRegressions(seed: UInt64) throws {
         let outcome = try Simulation.run(seed: seed, crashes: true, restarts: true)
         #expect(outcome.passed, "\(outcome)")

@@ -177,7 +177,7 @@ public final class RamCastRuntime: @unchecked Sendable {
         var leading = Dictionary(uniqueKeysWithValues: cluster.servers.map { ($0.id, $0.server!.isLeader) })
         var firstDeliveryPending: Set<NodeID> = []
         var candidacies: [NodeID: (ballot: Ballot, abdicated: Bool)] = [:]
-        var deposedLogged: Set<NodeID> = []
+        var deposed = Dictionary(uniqueKeysWithValues: cluster.servers.map { ($0.id, false) })
         var rejoining = Set(cluster.servers.filter { $0.server!.rejoining }.map(\.id))
         let log = logger
         // A restarted process's cut goes first in its log: noted at its first delivery at the latest.
@@ -236,9 +236,7 @@ public final class RamCastRuntime: @unchecked Sendable {
                 if candidacy?.ballot != candidacies[node.id]?.ballot || candidacy?.abdicated != candidacies[node.id]?.abdicated {
                     candidacies[node.id] = candidacy
                     if let candidacy {
-                        let metadata: Logger.Metadata = [
-                            "process": "\(node.id.rawValue)", "group": "\(engine.group.rawValue)",
-                            "ballot": "\(candidacy.ballot.rawValue)", "unix_ns": "\(Self.unixNanoseconds())"]
+                        let metadata = Self.leadershipMetadata(node.id, engine, ballot: candidacy.ballot)
                         if candidacy.abdicated {
                             log.warning("handing over: bodies it must re-propose did not come", metadata: metadata)
                             log.debug("candidate state: \(engine.debugDescription)")
@@ -247,21 +245,17 @@ public final class RamCastRuntime: @unchecked Sendable {
                         }
                     }
                 }
-                if engine.deposed, !deposedLogged.contains(node.id) {
-                    deposedLogged.insert(node.id)
-                    log.warning("deposed: a write as leader was refused", metadata: [
-                        "process": "\(node.id.rawValue)", "group": "\(engine.group.rawValue)",
-                        "ballot": "\(engine.ballots[Int(engine.group.rawValue)].rawValue)", "unix_ns": "\(Self.unixNanoseconds())"])
-                } else if !engine.deposed {
-                    deposedLogged.remove(node.id)
+                if engine.deposed != deposed[node.id] {
+                    deposed[node.id] = engine.deposed
+                    if engine.deposed {
+                        log.warning("deposed: a write as leader was refused", metadata: Self.leadershipMetadata(node.id, engine))
+                    }
                 }
                 if engine.isLeader != leading[node.id] {
                     leading[node.id] = engine.isLeader
                     if engine.isLeader {
                         firstDeliveryPending.insert(node.id)
-                        log.notice("now leading", metadata: [
-                            "process": "\(node.id.rawValue)", "group": "\(engine.group.rawValue)",
-                            "ballot": "\(engine.ballots[Int(engine.group.rawValue)].rawValue)", "unix_ns": "\(Self.unixNanoseconds())"])
+                        log.notice("now leading", metadata: Self.leadershipMetadata(node.id, engine))
                     }
                 }
             }
@@ -299,6 +293,13 @@ public final class RamCastRuntime: @unchecked Sendable {
         for r in queue { r.continuation.resume(throwing: RamCastError.notRunning) }
         for w in inPlace + delivery { w.request.continuation.resume(throwing: RamCastError.notRunning) }
         stopped.signal()
+    }
+
+    /// Who, in which group, under which ballot (its group's current one by default), and the
+    /// wall-clock time: failover figures are read from these lines across processes.
+    static func leadershipMetadata(_ node: NodeID, _ engine: ServerEngine, ballot: Ballot? = nil) -> Logger.Metadata {
+        ["process": "\(node.rawValue)", "group": "\(engine.group.rawValue)",
+         "ballot": "\((ballot ?? engine.ballots[Int(engine.group.rawValue)]).rawValue)", "unix_ns": "\(unixNanoseconds())"]
     }
 
     static func unixNanoseconds() -> UInt64 {

@@ -166,6 +166,8 @@ public struct Layout: Sendable, Hashable {
 
     public func members(of group: GroupID) -> [NodeID] { config.groups[Int(group.rawValue)] }
     public func f(of group: GroupID) -> Int { (groupSize(group) - 1) / 2 }
+    /// The member index that leads `group` under ballot `b` (ballot b is led by member b mod n).
+    public func leaderMember(of group: GroupID, ballot b: Ballot) -> Int { Int(b.rawValue % UInt32(groupSize(group))) }
 
     // MARK: dense lookups (no hashing, no allocation)
 

@@ -125,8 +125,7 @@ public final class Outbox {
     @inline(__always)
     private func push(_ peer: Int) -> UInt64 {
         // A full ring would overwrite a write not yet carried out, and lose it without a trace.
-        precondition(Int(enqueuedCount[peer] &- peerCredits[peer].retired) < capacity,
-                     "the outbox for peer \(peer) overflowed its \(capacity) entries")
+        precondition(hasRoom(peer), "the outbox for peer \(peer) overflowed its \(capacity) entries")
         if enqueuedCount[peer] == postedCount[peer] { backlogCell[0] += 1 }
         enqueuedCount[peer] &+= 1
         return enqueuedCount[peer]

@@ -39,19 +39,19 @@ extension ServerEngine {
             return serveRejoinRequests()
         }
         let expected = max(groupBallots[g], expectedBallot)
-        let size = UInt32(layout.members(of: group).count)
-        let awaited = layout.members(of: group)[Int(expected.rawValue % size)]
+        let members = layout.members(of: group)
+        let awaited = members[layout.leaderMember(of: group, ballot: expected)]
         let gone = crashed.contains(awaited)
         guard gone || now &- heartbeatChangedAt > layout.config.failureTimeout else { return false }
-        var next = expected.rawValue + 1
+        var next = Ballot(expected.rawValue + 1)
         var tries = 0
-        while crashed.contains(layout.members(of: group)[Int(next % size)]), tries < Int(size) {
-            next += 1
+        while crashed.contains(members[layout.leaderMember(of: group, ballot: next)]), tries < members.count {
+            next = Ballot(next.rawValue + 1)
             tries += 1
         }
-        expectedBallot = Ballot(next)
+        expectedBallot = next
         heartbeatChangedAt = now
-        if Int(next % size) == member { return startRecovery(Ballot(next)) }
+        if layout.leaderMember(of: group, ballot: next) == member { return startRecovery(next) }
         return false
     }
 

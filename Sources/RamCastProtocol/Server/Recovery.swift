@@ -82,8 +82,7 @@ extension ServerEngine {
     /// 1A cell as if it had come from its candidate: it accepts it, and moves past it when that
     /// ballot's leader is gone. Learning of a higher ballot is always safe in Paxos.
     private func answerLower1A(_ h: GroupID, _ b: UInt32) -> Bool {
-        let members = layout.members(of: h)
-        let candidate = members[Int(b % UInt32(members.count))]
+        let candidate = layout.members(of: h)[layout.leaderMember(of: h, ballot: Ballot(b))]
         if candidate != me, !crashed.contains(candidate) {
             let p = peer(server: candidate)
             guard outbox.hasRoom(p) else { return false }
@@ -111,7 +110,7 @@ extension ServerEngine {
     func accept1A(_ h: GroupID, _ b: Ballot) -> Bool {
         let hi = Int(h.rawValue)
         let members = layout.members(of: h)
-        let newLeader = Int(b.rawValue % UInt32(members.count))
+        let newLeader = layout.leaderMember(of: h, ballot: b)
         let candidate = members[newLeader]
         let old = leader(of: h)
         let held = heldIndices()

@@ -29,14 +29,28 @@ extension DeliveryLog {
         guard fm.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw DeliveryLogError(file: directory, reason: "no such directory")
         }
-        var (membership, crashed, quiescent) = try loadCluster(path: directory + "/" + clusterFileName)
-
         let names: [String]
         do {
             names = try fm.contentsOfDirectory(atPath: directory)
         } catch {
             throw DeliveryLogError(file: directory, reason: "cannot list directory: \(error.localizedDescription)")
         }
+        return try load(fileNames: names, directory: directory) { name in fm.contents(atPath: directory + "/" + name) }
+    }
+
+    /// As ``load(directory:)``, over files that `contents` returns by name (nil: unreadable):
+    /// `fileNames` lists the directory, `directory` names it in errors. The fuzzer feeds it from memory.
+    ///
+    /// - Throws: `DeliveryLogError`, also when no `deliveries-<id>.jsonl` file is there: a directory
+    ///   with nothing to check is a mistake (a wrong path, a run that wrote nothing), not a clean run.
+    public static func load(fileNames names: [String], directory: String, contents: (String) -> Data?) throws
+        -> (history: History, membership: Membership, quiescent: Bool)
+    {
+        guard let clusterData = contents(clusterFileName) else {
+            throw DeliveryLogError(file: clusterFileName, reason: "missing or unreadable")
+        }
+        var (membership, crashed, quiescent) = try loadCluster(clusterData)
+
         var deliveryFiles: [(ProcessID, String)] = []
         var multicastFiles: [(ProcessID, String)] = []
         for name in names {
@@ -46,6 +60,9 @@ extension DeliveryLog {
                 multicastFiles.append((id, name))
             }
         }
+        guard !deliveryFiles.isEmpty else {
+            throw DeliveryLogError(file: directory, reason: "no delivery logs (deliveries-<process>.jsonl) to check")
+        }
         deliveryFiles.sort { $0.0 < $1.0 }
         multicastFiles.sort { $0.0 < $1.0 }
 
@@ -53,7 +70,7 @@ extension DeliveryLog {
         let decoder = JSONDecoder()
         for (sender, name) in multicastFiles {
             let note = try forEachLine(
-                path: directory + "/" + name, name: name, tolerateTornLastLine: crashed.contains(sender)
+                contents(name), name: name, tolerateTornLastLine: crashed.contains(sender)
             ) {
                 lineNumber, data in
                 let line = try decode(MulticastLine.self, from: data, decoder: decoder, file: name, line: lineNumber)
@@ -75,7 +92,7 @@ extension DeliveryLog {
         for (process, name) in deliveryFiles {
             var expectedGroup = membership.group(of: process)
             let note = try forEachLine(
-                path: directory + "/" + name, name: name, tolerateTornLastLine: crashed.contains(process)
+                contents(name), name: name, tolerateTornLastLine: crashed.contains(process)
             ) {
                 lineNumber, data in
                 if lineNumber == 1, let join = try? decoder.decode(JoinLine.self, from: data) {
@@ -173,10 +190,7 @@ extension DeliveryLog {
         var sender: UInt32?
     }
 
-    private static func loadCluster(path: String) throws -> (Membership, Set<ProcessID>, Bool) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DeliveryLogError(file: clusterFileName, reason: "missing or unreadable")
-        }
+    private static func loadCluster(_ data: Data) throws -> (Membership, Set<ProcessID>, Bool) {
         let cluster = try decode(ClusterFile.self, from: data, decoder: JSONDecoder(), file: clusterFileName, line: nil)
         var groups: [GroupID: [ProcessID]] = [:]
         for (key, members) in cluster.groups {
@@ -207,9 +221,9 @@ extension DeliveryLog {
     /// Calls `body` with (1-based line number, line bytes) for each non-blank line. Returns a note when a torn
     /// last line was skipped.
     private static func forEachLine(
-        path: String, name: String, tolerateTornLastLine: Bool, _ body: (Int, Data) throws -> Void
+        _ contents: Data?, name: String, tolerateTornLastLine: Bool, _ body: (Int, Data) throws -> Void
     ) throws -> String? {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = contents else {
             throw DeliveryLogError(file: name, reason: "unreadable")
         }
         let newline = UInt8(ascii: "\n")

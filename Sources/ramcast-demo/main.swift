@@ -47,8 +47,24 @@ struct Demo: ParsableCommand {
         guard processes >= 1, processes % 2 == 1 else { throw ValidationError("--processes must be odd (2f+1), got \(processes)") }
         guard senders >= 1 else { throw ValidationError("--senders must be at least 1, got \(senders)") }
         guard messages >= 1 else { throw ValidationError("--messages must be at least 1, got \(messages)") }
-        guard payload >= 0 else { throw ValidationError("--payload must not be negative") }
+        guard payload >= 0, payload <= Self.maxPayload else {
+            throw ValidationError("--payload must be in 0...\(Self.maxPayload), got \(payload)")
+        }
+        let nodes = groups * processes + senders
+        guard processes <= 255, senders <= 0xFFFF, nodes <= 1 << 16 else {
+            throw ValidationError("--groups \(groups) × --processes \(processes) + --senders \(senders) is too large a cluster (at most 255 processes per group and 65535 senders)")
+        }
+        guard fabric == .memory || Int(port) + nodes - 1 <= Int(UInt16.max) else {
+            throw ValidationError("--port \(port): node i listens on port + i, and \(nodes) nodes need ports up to \(Int(port) + nodes - 1) > 65535")
+        }
+        if let deliveryLog {
+            // Before the run, not after it: a bad path must not cost the run.
+            do { try DeliveryLogWriter.prepareDirectory(deliveryLog) } catch { throw ValidationError("--delivery-log: \(error)") }
+        }
     }
+
+    /// Payloads must leave a slot within ``ProtocolConfig/maxSlotSize`` for the header and acks.
+    static let maxPayload = ProtocolConfig.maxSlotSize / 2
 
     mutating func run() throws {
         var logger = Logger(label: "ramcast.demo")
@@ -58,6 +74,12 @@ struct Demo: ParsableCommand {
         let senderIDs = (0..<senders).map { _ in defer { next += 1 }; return NodeID(next) }
         let slotSize = max(256, (payload + 64 + groups * (3 + 8 * processes) + 63) & ~63)
         let layout = try Layout(ProtocolConfig(groups: groupMembers, senders: senderIDs, slotsPerRing: 16, slotSize: slotSize))
+        if fabric == .memory, let memory = ProcessNode.physicalMemory {
+            let needed = ProcessNode.registeredBytes(layout.servers + senderIDs, layout: layout, sendQueueDepth: 128)
+            guard needed <= memory / 2 else {
+                throw ValidationError("--groups \(groups) × --processes \(processes), --senders \(senders) and --payload \(payload) need \(needed) bytes of fabric memory; this machine has \(memory)")
+            }
+        }
 
         let memory = InProcessFabric(schedule: .immediate)
         let makeEndpoint: (NodeID) throws(FabricError) -> any FabricEndpoint
@@ -121,7 +143,8 @@ struct Demo: ParsableCommand {
             }
             if try cluster.pumpAll(deliver) { lastProgress = clock.now }
             if clock.now - lastProgress > .seconds(30) {
-                throw ValidationError("no progress for 30 s: \(sent) sent, \(delivered) of \(expected) deliveries")
+                print("ramcast-demo: no progress for 30 s: \(sent) sent, \(delivered) of \(expected) deliveries")
+                throw ExitCode(1)
             }
         }
         let elapsed = clock.now - start

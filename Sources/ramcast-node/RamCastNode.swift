@@ -26,19 +26,41 @@ struct RamCastNode: AsyncParsableCommand {
     var messages: Int = 1000
     @Option(help: "Group member: give up after this many seconds.")
     var duration: Double = 600
-    @Option(help: "Failure timeout in milliseconds (a leader silent for this long is replaced).")
-    var failureTimeoutMs: UInt64 = 1000
+    @Option(help: "Failure timeout in milliseconds (a leader silent for this long is replaced), 1...86400000; overrides the file's failureDetection.timeoutMillis.")
+    var failureTimeoutMs: Int = 1000
     @Option(help: "Group member: 0 for a first start; N > 0 after a crash. The process comes back with empty memory, is taken back in by its group and delivers from a cut on (logged as 'rejoined'); its delivery log is deliveries-<id + N × 1,000,000>.jsonl.")
     var incarnation: UInt32 = 0
+
+    func validate() throws {
+        guard messages >= 0 else { throw ValidationError("--messages must not be negative, got \(messages)") }
+        guard duration.isFinite, duration > 0, duration <= 365 * 86_400 else {
+            throw ValidationError("--duration must be a number of seconds in (0, 31536000], got \(duration)")
+        }
+    }
 
     mutating func run() async throws {
         var logger = Logger(label: "ramcast.node.\(id)")
         logger.logLevel = .info
-        var cluster = try ClusterConfiguration.load(path: config)
-        cluster.failureTimeout = failureTimeoutMs * 1_000_000
+        let cluster: ClusterConfiguration
+        do {
+            // Through the file's checks, so a bad value is refused with the flag's name.
+            cluster = try ClusterConfiguration.load(
+                path: config, overrides: ["failureDetection.timeoutMillis": String(failureTimeoutMs)],
+                flagNames: ["failureDetection.timeoutMillis": "--failure-timeout-ms"])
+        } catch {
+            printError("ramcast-node: \(error)")
+            throw ExitCode(64)  // EX_USAGE: see README, "Exit status"
+        }
+        do {
+            // Before connecting, not after the run: a bad path must not cost the run.
+            try DeliveryLogWriter.prepareDirectory(deliveryLog)
+        } catch {
+            printError("ramcast-node: --delivery-log \(error)")
+            throw ExitCode(64)
+        }
         let me = NodeID(id)
         guard cluster.allProcesses.contains(where: { $0.id == me }) else {
-            throw ValidationError("process \(id) is not in \(config)")
+            throw ValidationError("--id \(id): process \(id) is not in \(config)")
         }
         let directory = Dictionary(uniqueKeysWithValues: cluster.allProcesses.map { ($0.id, RDMAAddress(host: $0.host, port: $0.port)) })
         let rdma = RDMAConfiguration(device: cluster.rdmaDevice, directory: directory, sendQueueDepth: 128,
@@ -77,4 +99,9 @@ struct RamCastNode: AsyncParsableCommand {
         }
         runtime.shutdown()
     }
+}
+
+/// Writes a line to standard error (the tool's own errors; logs go through swift-log).
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
 }

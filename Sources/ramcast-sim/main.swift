@@ -28,6 +28,16 @@ struct RamCastSim: ParsableCommand {
     @Flag(help: "With --crashes: half of the crashed members restart with empty memory and rejoin.")
     var restarts = false
 
+    func validate() throws {
+        guard count >= 0 else { throw ValidationError("--count must not be negative, got \(count)") }
+        if let seconds, !(seconds.isFinite && seconds > 0 && seconds <= 365 * 86_400) {
+            throw ValidationError("--seconds must be a number of seconds in (0, 31536000], got \(seconds)")
+        }
+        guard seed != nil || seconds != nil || UInt64.max - from >= UInt64(count) else {
+            throw ValidationError("--from \(from) with --count \(count) runs past the last seed, \(UInt64.max)")
+        }
+    }
+
     mutating func run() throws {
         if let seed {
             let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts)
@@ -43,7 +53,8 @@ struct RamCastSim: ParsableCommand {
         var runs = 0
         var deliveries = 0
         let flags = (crashes ? " --crashes" : "") + (restarts ? " --restarts" : "")
-        while seconds.map({ clock.now - start < .seconds($0) }) ?? (runs < count) {
+        // `s < .max`: an exploration from near the last seed stops there rather than wrapping.
+        while s < .max, seconds.map({ clock.now - start < .seconds($0) }) ?? (runs < count) {
             defer {
                 runs += 1
                 s += 1

@@ -19,12 +19,14 @@ struct ConfigurationTests {
     }
     """
 
-    func parse(_ text: String, env: [String: String] = [:], flags: [String: String] = [:]) throws(ConfigurationError) -> ClusterConfiguration {
-        try ClusterConfiguration.parse(Data(text.utf8), source: "cluster.json", environment: env, overrides: flags)
+    func parse(_ text: String, env: [String: String] = [:], flags: [String: String] = [:],
+               flagNames: [String: String] = [:]) throws(ConfigurationError) -> ClusterConfiguration {
+        try ClusterConfiguration.parse(Data(text.utf8), source: "cluster.json", environment: env, overrides: flags, flagNames: flagNames)
     }
 
-    func error(_ text: String, env: [String: String] = [:], flags: [String: String] = [:]) -> ConfigurationError? {
-        do { _ = try parse(text, env: env, flags: flags); return nil } catch { return error }
+    func error(_ text: String, env: [String: String] = [:], flags: [String: String] = [:],
+               flagNames: [String: String] = [:]) -> ConfigurationError? {
+        do { _ = try parse(text, env: env, flags: flags, flagNames: flagNames); return nil } catch { return error }
     }
 
     @Test("a valid file, with environment and flag overrides in that order")
@@ -60,9 +62,87 @@ struct ConfigurationTests {
         #expect(error(Self.valid.replacingOccurrences(of: #""signalInterval": 4"#, with: #""signalIntervall": 4"#))?.key == "signalIntervall")
         #expect(error("[1, 2]")?.description == "cluster.json: (top level): expected a JSON object")
         #expect(error("{ not json")?.key == "(file)")
-        #expect(error(Self.valid, env: ["RAMCAST_RING_SLOTS": "many"])?.description == "environment variable RAMCAST_RING_SLOTS: ring.slots: expected an integer, got 'many'")
-        #expect(error(Self.valid, flags: ["ring.slots": "0"])?.description == "cluster.json: ring.slots: must be in 1...32768, got 0")
+        #expect(error(Self.valid, env: ["RAMCAST_RING_SLOTS": "many"])?.description == "environment variable RAMCAST_RING_SLOTS: ring.slots: expected an integer in 1...32768, got 'many'")
+        #expect(error(Self.valid, flags: ["ring.slots": "0"])?.description == "flags: ring.slots: expected an integer in 1...32768, got '0'")
         #expect(error(Self.valid, flags: ["colour": "blue"])?.description == "flags: colour: not a key that can be overridden")
+    }
+
+    @Test("a typo at any depth is rejected with its full key path")
+    func nestedUnknownKeys() {
+        let cases: [(String, String, String)] = [
+            (#""slots": 32"#, #""slotz": 32"#, "ring.slotz"),
+            (#"{ "id": 100, "address": "10.0.0.9:7000" }"#, #"{ "id": 100, "address": "10.0.0.9:7000", "adress": "x" }"#, "senders[0].adress"),
+            (#"{ "id": 4, "address": "10.0.0.5:7000" }"#, #"{ "id": 4, "address": "10.0.0.5:7000", "role": "leader" }"#, "groups[1].members[1].role"),
+            (#"{ "members": [ { "id": 3"#, #"{ "name": "b", "members": [ { "id": 3"#, "groups[1].name"),
+            (#""gidIndex": 3"#, #""gidIndex": 3, "gid": 3"#, "rdma.gid"),
+        ]
+        for (from, to, key) in cases {
+            let text = Self.valid.replacingOccurrences(of: from, with: to)
+            #expect(text != Self.valid)
+            let e = error(text)
+            #expect(e?.key == key && e?.source == "cluster.json" && e?.reason.hasPrefix("unknown key") == true, "\(key): \(String(describing: e))")
+        }
+        let fd = Self.valid.replacingOccurrences(of: #""signalInterval": 4,"#, with: #""signalInterval": 4, "failureDetection": { "timeoutMilis": 5 },"#)
+        #expect(error(fd)?.key == "failureDetection.timeoutMilis")
+    }
+
+    @Test("invalid JSON is reported with its line and column")
+    func jsonPosition() {
+        let broken = Self.valid.replacingOccurrences(of: #""inlineThreshold": 128,"#, with: #""inlineThreshold": 128,,"#)
+        #expect(error(broken)?.description == "cluster.json: (file): not valid JSON: line 8, column 26: Invalid value")
+        #expect(error("{\n  \"groups\": [")?.reason == "not valid JSON: line 2, column 14: Unexpected end of file during JSON parse")
+    }
+
+    @Test("an override is reported against its variable or flag, and out-of-range values are refused, not clamped")
+    func rangesAndOrigins() {
+        // Validation after the overrides names who set the value last.
+        #expect(error(Self.valid, env: ["RAMCAST_SLOT_SIZE": "100"])?.description
+            == "environment variable RAMCAST_SLOT_SIZE: ring.slotSize: must be a multiple of 8, got 100")
+        #expect(error(Self.valid, flags: ["ring.slotSize": "100"], flagNames: ["ring.slotSize": "--slot-size"])?.source == "flag --slot-size")
+        #expect(error(Self.valid, env: ["RAMCAST_MAX_DESTINATIONS": "3"])?.source == "environment variable RAMCAST_MAX_DESTINATIONS")
+        // Values that used to overflow into a trap once in nanoseconds, or were clamped to 0.
+        let huge = "99999999999999"
+        let fileCases: [(String, String)] = [
+            (#""failureDetection": { "timeoutMillis": \#(huge) }"#, "failureDetection.timeoutMillis"),
+            (#""failureDetection": { "heartbeatMicros": \#(huge) }"#, "failureDetection.heartbeatMicros"),
+            (#""failureDetection": { "timeoutMillis": -5 }"#, "failureDetection.timeoutMillis"),
+            (#""failureDetection": { "heartbeatMicros": -1 }"#, "failureDetection.heartbeatMicros"),
+            (#""failureDetection": { "timeoutMillis": 1e300 }"#, "failureDetection.timeoutMillis"),
+            (#""failureDetection": { "timeoutMillis": 99999999999999999999999 }"#, "failureDetection.timeoutMillis"),
+            (#""inlineThreshold": -1"#, "inlineThreshold"),
+            (#""ring": { "slotSize": 1099511627776 }"#, "ring.slotSize"),
+            (#""ring": { "slotSize": 9223372036854775800 }"#, "ring.slotSize"),
+            (#""ring": { "slotSize": -8 }"#, "ring.slotSize"),
+            (#""rdma": { "port": -1 }"#, "rdma.port"),
+            (#""rdma": { "port": 256 }"#, "rdma.port"),
+            (#""rdma": { "gidIndex": -3 }"#, "rdma.gidIndex"),
+            (#""maxDestinations": 0"#, "maxDestinations"),
+        ]
+        for (json, key) in fileCases {
+            let text = #"{ "groups": [ { "members": [ { "id": 0, "address": "10.0.0.1:7000" } ] } ], "#
+                + #""senders": [ { "id": 100, "address": "10.0.0.9:7000" } ], \#(json) }"#
+            let e = error(text)
+            #expect(e?.key == key && e?.source == "cluster.json", "\(json): \(String(describing: e))")
+        }
+        let envCases: [(String, String, String)] = [
+            ("RAMCAST_FAILURE_TIMEOUT_MS", huge, "failureDetection.timeoutMillis"),
+            ("RAMCAST_FAILURE_TIMEOUT_MS", "-1", "failureDetection.timeoutMillis"),
+            ("RAMCAST_HEARTBEAT_US", huge, "failureDetection.heartbeatMicros"),
+            ("RAMCAST_RDMA_PORT", "-1", "rdma.port"),
+            ("RAMCAST_GID_INDEX", "-1", "rdma.gidIndex"),
+            ("RAMCAST_SLOT_SIZE", "1099511627776", "ring.slotSize"),
+            ("RAMCAST_RING_SLOTS", "0", "ring.slots"),
+            ("RAMCAST_INLINE_THRESHOLD", "-64", "inlineThreshold"),
+        ]
+        for (variable, value, key) in envCases {
+            let e = error(Self.valid, env: [variable: value])
+            #expect(e?.key == key && e?.source == "environment variable \(variable)", "\(variable)=\(value): \(String(describing: e))")
+        }
+        let flag = error(Self.valid, flags: ["failureDetection.timeoutMillis": huge], flagNames: ["failureDetection.timeoutMillis": "--failure-timeout-ms"])
+        #expect(flag?.source == "flag --failure-timeout-ms" && flag?.key == "failureDetection.timeoutMillis")
+        // The largest accepted values are kept exactly, not truncated.
+        let most = try? parse(Self.valid, env: ["RAMCAST_FAILURE_TIMEOUT_MS": "86400000", "RAMCAST_HEARTBEAT_US": "3600000000"])
+        #expect(most?.failureTimeout == 86_400_000_000_000 && most?.heartbeatInterval == 3_600_000_000_000)
     }
 
     @Test("a missing file names the path")
@@ -72,6 +152,7 @@ struct ConfigurationTests {
             Issue.record("loaded a file that does not exist")
         } catch {
             #expect(error.source == "/nonexistent/cluster.json" && error.key == "(file)")
+            #expect(error.reason == "cannot read: No such file or directory")
         }
     }
 }

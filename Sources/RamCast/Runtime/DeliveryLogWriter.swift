@@ -28,7 +28,7 @@ public final class DeliveryLogWriter {
     /// deliveries under its own process id, after a first line that records its cut (``joined(_:group:after:)``).
     public init(directory: String, layout: Layout, local: [NodeID], incarnation: UInt32 = 0) throws {
         processOffset = incarnation * 1_000_000
-        mkdir(directory, 0o755)
+        try Self.prepareDirectory(directory)
         var membership: [RamCastChecker.GroupID: [ProcessID]] = [:]
         for (g, members) in layout.config.groups.enumerated() {
             membership[RamCastChecker.GroupID(UInt32(g))] = members.map { ProcessID($0.rawValue) }
@@ -42,16 +42,31 @@ public final class DeliveryLogWriter {
                 ? DeliveryLog.deliveriesFileName(process: Self.process(id, incarnation: incarnation))
                 : DeliveryLog.multicastsFileName(sender: ProcessID(id.rawValue))
             guard let f = fopen(directory + "/" + name, "w") else {
-                throw ConfigurationError(source: directory, key: name, reason: "cannot create the delivery log: errno \(errno)")
+                throw ConfigurationError(source: directory, key: name, reason: "cannot create the delivery log: \(String(cString: strerror(errno)))")
             }
             files[id] = f
         }
         buffer.reserveCapacity(256)
     }
 
+    /// Creates `directory` if it does not exist and checks that it can hold the logs, so that a
+    /// tool can refuse a bad `--delivery-log` before it runs rather than after. The error names the
+    /// path and says why (strerror), with the key `(directory)`.
+    public static func prepareDirectory(_ directory: String) throws(ConfigurationError) {
+        func fail(_ what: String, _ code: Int32) -> ConfigurationError {
+            ConfigurationError(source: directory, key: "(directory)", reason: "\(what): \(String(cString: strerror(code)))")
+        }
+        guard !directory.isEmpty else { throw ConfigurationError(source: "''", key: "(directory)", reason: "empty path") }
+        if mkdir(directory, 0o755) != 0, errno != EEXIST { throw fail("cannot create the directory", errno) }
+        var info = stat()
+        guard stat(directory, &info) == 0 else { throw fail("cannot use the directory", errno) }
+        guard info.st_mode & S_IFMT == S_IFDIR else { throw fail("cannot use the directory", ENOTDIR) }
+        guard access(directory, W_OK | X_OK) == 0 else { throw fail("cannot write to the directory", errno) }
+    }
+
     private static func write(_ text: String, to path: String) throws {
         guard let f = fopen(path, "w") else {
-            throw ConfigurationError(source: path, key: "(file)", reason: "cannot create: errno \(errno)")
+            throw ConfigurationError(source: path, key: "(file)", reason: "cannot create: \(String(cString: strerror(errno)))")
         }
         fputs(text, f)
         fclose(f)

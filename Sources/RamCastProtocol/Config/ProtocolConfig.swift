@@ -38,6 +38,11 @@ public struct ProtocolConfig: Sendable, Hashable {
     /// A leader whose heartbeat has not moved for this long is suspected, in nanoseconds.
     public var failureTimeout: UInt64 = 100_000_000
 
+    /// The largest ``slotSize`` (16 MiB). A slot's payload length travels in 32 bits, and with at
+    /// most 65,535 senders and 32,768 slots a ring of such slots (2⁵⁵ bytes) still has an offset
+    /// that fits an `Int`; whether the memory is there is the fabric's check when registering.
+    public static let maxSlotSize = 1 << 24
+
     public init(groups: [[NodeID]], senders: [NodeID], slotsPerRing: Int = 16, slotSize: Int = 512,
                 inlineThreshold: Int = 64, signalInterval: Int = 8, maxDestinations: Int? = nil) {
         self.groups = groups
@@ -87,6 +92,10 @@ extension ProtocolConfig {
         }
         guard maxDestinations >= 1, maxDestinations <= groups.count else {
             throw .invalid(key: "maxDestinations", reason: "must be in 1...\(groups.count), got \(maxDestinations)")
+        }
+        // Before anything multiplies by it: a huge slot size would overflow the layout's offsets.
+        guard slotSize >= 8, slotSize <= Self.maxSlotSize else {
+            throw .invalid(key: "slotSize", reason: "must be in 8...\(Self.maxSlotSize), got \(slotSize)")
         }
         guard slotSize % 8 == 0 else { throw .invalid(key: "slotSize", reason: "must be a multiple of 8, got \(slotSize)") }
         let layout = Layout(unchecked: self)

@@ -31,6 +31,8 @@ public final class InProcessEndpoint: FabricEndpoint {
     /// Writes this endpoint posted, and payload bytes it posted and received (for per-role counts).
     public private(set) var writesPosted: UInt64 = 0
     public private(set) var bytesPosted: UInt64 = 0
+    /// Bytes of all regions registered so far (what an RDMA endpoint would pin).
+    public private(set) var bytesRegistered = 0
     public internal(set) var bytesReceived: Int = 0
 
     init(fabric: InProcessFabric, node: NodeID, acceptsFrom: Set<NodeID>?) {
@@ -49,6 +51,7 @@ public final class InProcessEndpoint: FabricEndpoint {
         guard !isClosed else { throw .closed }
         guard regions[Int(id.rawValue)] == nil else { throw .invalidRegion(id, reason: "already registered at \(node)") }
         guard length > 0 else { throw .invalidRegion(id, reason: "length must be positive, got \(length)") }
+        bytesRegistered += length
         let base = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 4096)
         base.initializeMemory(as: UInt8.self, repeating: 0, count: length)
         ownedMemory.append(base)

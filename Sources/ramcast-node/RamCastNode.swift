@@ -65,6 +65,15 @@ struct RamCastNode: AsyncParsableCommand {
         let directory = Dictionary(uniqueKeysWithValues: cluster.allProcesses.map { ($0.id, RDMAAddress(host: $0.host, port: $0.port)) })
         let rdma = RDMAConfiguration(device: cluster.rdmaDevice, directory: directory, sendQueueDepth: 128,
                                      maxConnections: cluster.allProcesses.count + 4, connectTimeout: .seconds(20))
+        do {
+            // All of this process's regions against the memlock limit, before the first is registered.
+            let layout = try Layout(cluster.protocolConfig)
+            try MemlockStatus.current().check(requested: ProcessNode.registeredBytes([me], layout: layout, sendQueueDepth: rdma.sendQueueDepth),
+                                              alreadyLocked: 0)
+        } catch {
+            printError("ramcast-node: \(config): \(error)")
+            throw ExitCode(64)
+        }
         let log = logger
         if incarnation > 0, cluster.senders.contains(where: { $0.id == me }) {
             throw ValidationError("--incarnation \(incarnation): process \(id) is a sender; only group members restart (a restarted client takes a new sender id)")

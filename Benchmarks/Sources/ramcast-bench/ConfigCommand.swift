@@ -20,7 +20,20 @@ struct Config: ParsableCommand {
     @Option(help: "Also write the device list as JSON to this file ('-' for standard output).")
     var json: String?
 
+    func validate() throws {
+        if let json, json != "-" { try checkWritableFile(json, flag: "--json") }
+    }
+
     func run() throws {
+        do {
+            try show()
+        } catch let e as BenchErrorExit {
+            writeStderr("ramcast-bench config: \(e.description)\n")
+            throw ExitCode(64)
+        }
+    }
+
+    private func show() throws {
         var rows: [(String, String)] = []
         let layout: Layout
         let steps = cluster.steps
@@ -108,7 +121,7 @@ struct Config: ParsableCommand {
     }
 }
 
-/// A configuration error for `config`: printed plainly, exit status 2.
+/// A configuration error for `config`: printed plainly, exit status 64 (EX_USAGE).
 struct BenchErrorExit: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }

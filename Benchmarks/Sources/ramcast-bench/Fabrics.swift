@@ -8,10 +8,19 @@ import RamCastInProcess
 import RamCastProtocol
 import RamCastRDMA
 
-/// A failure the user can fix, said plainly (no stack, exit status 2).
+/// A failure said plainly (no stack). The exit status follows README "Exit status": 64 for an input
+/// the user must fix (``input(_:)``: a flag, the cluster file, a size that does not fit), 1 for a run
+/// that failed.
 struct BenchError: Error, CustomStringConvertible {
     var description: String
+    var exitCode: Int32 = 1
     init(_ description: String) { self.description = description }
+
+    static func input(_ description: String) -> BenchError {
+        var e = BenchError(description)
+        e.exitCode = 64
+        return e
+    }
 }
 
 /// `--crash-leader-after N`: group 0's first leader is crashed after it delivered N messages (see
@@ -28,10 +37,10 @@ enum LeaderCrash {
     static func check(_ crashAfter: Int?, groupSize: Int, steps: Int) throws {
         guard crashAfter != nil else { return }
         guard steps == 3 else {
-            throw BenchError("--crash-leader-after needs --steps 3 (got \(steps)): leader recovery belongs to the full protocol; a --steps 2 run stalls after the crash, and --steps 1 has no leader work to take over")
+            throw BenchError.input("--crash-leader-after needs --steps 3 (got \(steps)): leader recovery belongs to the full protocol; a --steps 2 run stalls after the crash, and --steps 1 has no leader work to take over")
         }
         guard groupSize >= 3 else {
-            throw BenchError("--crash-leader-after needs at least 3 processes in group 0 (it has \(groupSize)): a group of \(groupSize) has no majority left once its leader crashed")
+            throw BenchError.input("--crash-leader-after needs at least 3 processes in group 0 (it has \(groupSize)): a group of \(groupSize) has no majority left once its leader crashed")
         }
     }
 
@@ -63,6 +72,18 @@ enum LeaderCrash {
 
 /// How a run's endpoints are made: one factory per polling thread.
 enum Fabrics {
+    /// Refuses a run whose regions, all of `nodes` together, exceed the memlock limit, before any is
+    /// registered: otherwise the first registrations succeed and a later one fails half-way through
+    /// set-up. `CAP_IPC_LOCK` or an unlimited limit passes.
+    static func checkMemlock(nodes: [NodeID], layout: Layout, sendQueueDepth: Int) throws {
+        let needed = ProcessNode.registeredBytes(nodes, layout: layout, sendQueueDepth: sendQueueDepth)
+        do {
+            try MemlockStatus.current().check(requested: needed, alreadyLocked: 0)
+        } catch {
+            throw BenchError.input("\(error) (\(nodes.count) process\(nodes.count == 1 ? "" : "es"): ring slots × slot size per sender and member, plus logs and outboxes; lower --slots or the slot size)")
+        }
+    }
+
     static func logger() -> Logger {
         var l = Logger(label: "ramcast.bench")
         l.logLevel = .warning

@@ -15,10 +15,20 @@ enum LocalRunner {
         do {
             layout = try Layout(spec.localProtocolConfig())
         } catch {
-            throw BenchError("invalid configuration: \(error)")
+            throw BenchError.input("invalid configuration: \(error)")
         }
         guard spec.payload <= layout.maxPayload else {
-            throw BenchError("--payload \(spec.payload) does not fit a \(spec.slotSize)-byte slot (at most \(layout.maxPayload) bytes); raise --slot-size")
+            throw BenchError.input("--payload \(spec.payload) does not fit a \(spec.slotSize)-byte slot (at most \(layout.maxPayload) bytes); raise --slot-size")
+        }
+        // The whole cluster's memory, before any of it is allocated: pinned (RDMA) or plain (in-process).
+        let everyone0 = layout.servers + layout.config.senders
+        if fabric.fabric == .rdma {
+            try Fabrics.checkMemlock(nodes: everyone0, layout: layout, sendQueueDepth: spec.sendQueueDepth)
+        } else if let memory = ProcessNode.physicalMemory {
+            let needed = ProcessNode.registeredBytes(everyone0, layout: layout, sendQueueDepth: spec.sendQueueDepth)
+            guard needed <= memory / 2 else {
+                throw BenchError.input("the cluster's regions take \(needed.grouped) bytes (--slots \(spec.slots) × --slot-size \(spec.slotSize) per sender and member, and the logs); this machine has \(memory.grouped): lower --slots, --slot-size, --senders or --groups")
+            }
         }
         let (factory, crash) = try Fabrics.local(fabric, layout: layout, spec: &spec)
         let leader = layout.config.groups[0][0]

@@ -79,7 +79,11 @@ struct Node: ParsableCommand {
 
     func validate() throws {
         guard (1...3).contains(steps) else { throw ValidationError("--steps must be 1, 2 or 3, got \(steps)") }
-        guard linger >= 0, connectTimeout > 0 else { throw ValidationError("--linger and --connect-timeout must be positive") }
+        try checkSeconds(linger, "--linger", allowZero: true)
+        try checkSeconds(connectTimeout, "--connect-timeout")
+        if let maxSeconds { try checkSeconds(maxSeconds, "--max-seconds") }
+        try checkNapAfter(napAfterUs)
+        try checkSendQueueDepth(sendQueueDepth)
     }
 
     func run() throws {
@@ -90,7 +94,7 @@ struct Node: ParsableCommand {
             try emit(r, output: output)
         } catch let e as BenchError {
             writeStderr("ramcast-bench node \(id): \(e.description)\n")
-            throw ExitCode(2)
+            throw ExitCode(e.exitCode)
         }
     }
 }
@@ -106,9 +110,15 @@ struct NodeRunner {
         let c = command
         let file: ClusterConfiguration
         do {
-            file = try ClusterConfiguration.load(path: c.config)
+            // The flags that override the file go through its checks, named as flags.
+            var overrides: [String: String] = [:]
+            if let d = c.device { overrides["rdma.device"] = d }
+            if let p = c.port { overrides["rdma.port"] = String(p) }
+            if let g = c.gidIndex { overrides["rdma.gidIndex"] = String(g) }
+            file = try ClusterConfiguration.load(path: c.config, overrides: overrides,
+                                                 flagNames: ["rdma.device": "--device", "rdma.port": "--port", "rdma.gidIndex": "--gid-index"])
         } catch {
-            throw BenchError("\(error)")
+            throw BenchError.input("\(error)")
         }
         var pc = file.protocolConfig
         pc.steps = c.steps
@@ -117,19 +127,19 @@ struct NodeRunner {
         do {
             layout = try Layout(pc)
         } catch {
-            throw BenchError("\(c.config): \(error)")
+            throw BenchError.input("\(c.config): \(error)")
         }
         try LeaderCrash.check(c.output.crashLeaderAfter, groupSize: layout.config.groups[0].count, steps: c.steps)
         let me = NodeID(c.id)
         let isSender = layout.senderIndexOf[me] != nil
         guard isSender || layout.groupOf[me] != nil else {
-            throw BenchError("id \(c.id) is not in \(c.config) (members: \(layout.servers.map { "\($0.rawValue)" }.joined(separator: ", ")); senders: \(layout.config.senders.map { "\($0.rawValue)" }.joined(separator: ", ")))")
+            throw BenchError.input("--id \(c.id) is not in \(c.config) (members: \(layout.servers.map { "\($0.rawValue)" }.joined(separator: ", ")); senders: \(layout.config.senders.map { "\($0.rawValue)" }.joined(separator: ", ")))")
         }
         guard c.destinations.maxCount <= layout.maxDestinations else {
-            throw BenchError("--destinations \(c.destinations): the file allows at most \(layout.maxDestinations) destination groups per message")
+            throw BenchError.input("--destinations \(c.destinations): the file allows at most \(layout.maxDestinations) destination groups per message")
         }
         guard c.load.payload <= layout.maxPayload else {
-            throw BenchError("--payload \(c.load.payload) does not fit the file's \(layout.slotSize)-byte slots (at most \(layout.maxPayload) bytes); raise ring.slotSize")
+            throw BenchError.input("--payload \(c.load.payload) does not fit the file's \(layout.slotSize)-byte slots (at most \(layout.maxPayload) bytes); raise ring.slotSize")
         }
 
         // The run as this process sees it.
@@ -145,9 +155,10 @@ struct NodeRunner {
         // RDMA endpoint from the file's addresses.
         var directory: [NodeID: RDMAAddress] = [:]
         for p in file.allProcesses { directory[p.id] = RDMAAddress(host: p.host, port: p.port) }
-        let device = c.device ?? file.rdmaDevice
-        let port = c.port ?? file.rdmaPort
-        let rdma = RDMAConfiguration(device: device, port: port, gidIndex: c.gidIndex ?? file.gidIndex, directory: directory,
+        let device = file.rdmaDevice
+        let port = file.rdmaPort
+        try Fabrics.checkMemlock(nodes: [me], layout: layout, sendQueueDepth: c.sendQueueDepth)
+        let rdma = RDMAConfiguration(device: device, port: port, gidIndex: file.gidIndex, directory: directory,
                                      sendQueueDepth: c.sendQueueDepth, maxConnections: file.allProcesses.count + 1,
                                      connectTimeout: .seconds(5))
         let role = isSender ? "sender" : (layout.config.groups[Int(layout.groupOf[me]!.rawValue)][0] == me ? "leader" : "follower")

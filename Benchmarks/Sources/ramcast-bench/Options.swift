@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import RamCast
+import RamCastProtocol
 
 enum FabricKind: String, ExpressibleByArgument, CaseIterable, Sendable {
     case memory, rdma
@@ -22,10 +24,11 @@ struct DestinationMix: ExpressibleByArgument, CustomStringConvertible, Sendable,
         var entries: [Entry] = []
         for part in argument.split(separator: ",") {
             let kv = part.split(separator: ":", omittingEmptySubsequences: false)
-            guard let count = Int(kv[0].trimmingCharacters(in: .whitespaces)), count >= 1 else { return nil }
+            // Bounded so that the weighted sums in `mean` and the destination table cannot overflow.
+            guard let count = Int(kv[0].trimmingCharacters(in: .whitespaces)), (1...255).contains(count) else { return nil }
             var weight = 1
             if kv.count == 2 {
-                guard let w = Int(kv[1].trimmingCharacters(in: .whitespaces)), w >= 1 else { return nil }
+                guard let w = Int(kv[1].trimmingCharacters(in: .whitespaces)), (1...1_000_000).contains(w) else { return nil }
                 weight = w
             } else if kv.count > 2 {
                 return nil
@@ -94,20 +97,30 @@ struct ClusterOptions: ParsableArguments {
 
     mutating func validate() throws {
         guard (1...255).contains(groups) else { throw ValidationError("--groups must be in 1...255, got \(groups)") }
-        guard processes >= 1, processes % 2 == 1 else { throw ValidationError("--processes must be odd (2f+1), got \(processes)") }
-        guard senders >= 1 else { throw ValidationError("--senders must be at least 1, got \(senders)") }
+        guard processes >= 1, processes <= 255, processes % 2 == 1 else { throw ValidationError("--processes must be odd (2f+1) and at most 255, got \(processes)") }
+        guard (1...0xFFFF).contains(senders) else { throw ValidationError("--senders must be in 1...65535, got \(senders)") }
         guard (1...3).contains(steps) else { throw ValidationError("--steps must be 1, 2 or 3, got \(steps)") }
         guard destinations.maxCount <= groups else {
             throw ValidationError("--destinations \(destinations): a message cannot have more destination groups than the \(groups) group(s)")
         }
         guard slots >= 1, slots <= 0x8000 else { throw ValidationError("--slots must be in 1...32768, got \(slots)") }
-        guard inlineThreshold >= 0 else { throw ValidationError("--inline-threshold must not be negative") }
-        guard signalInterval >= 1 else { throw ValidationError("--signal-interval must be at least 1") }
-        guard heartbeatUs >= 1 else { throw ValidationError("--heartbeat-us must be at least 1") }
+        guard (0...Int(Int32.max)).contains(inlineThreshold) else { throw ValidationError("--inline-threshold must be in 0...\(Int32.max), got \(inlineThreshold)") }
+        guard (1...Int(Int32.max)).contains(signalInterval) else { throw ValidationError("--signal-interval must be in 1...\(Int32.max), got \(signalInterval)") }
+        // The cluster file's bounds (ClusterConfiguration.integerRanges): both fit in nanoseconds.
+        let heartbeatRange = ClusterConfiguration.integerRanges["failureDetection.heartbeatMicros"]!
+        let timeoutRange = ClusterConfiguration.integerRanges["failureDetection.timeoutMillis"]!
+        guard heartbeatRange.contains(heartbeatUs) else {
+            throw ValidationError("--heartbeat-us must be in \(heartbeatRange.lowerBound)...\(heartbeatRange.upperBound), got \(heartbeatUs)")
+        }
+        guard timeoutRange.contains(failureTimeoutMs) else {
+            throw ValidationError("--failure-timeout-ms must be in \(timeoutRange.lowerBound)...\(timeoutRange.upperBound), got \(failureTimeoutMs)")
+        }
         guard failureTimeoutMs * 1_000 > heartbeatUs else {
             throw ValidationError("--failure-timeout-ms \(failureTimeoutMs) must exceed the heartbeat period (\(heartbeatUs) µs)")
         }
-        if let s = slotSize, s < 64 || s % 8 != 0 { throw ValidationError("--slot-size must be a multiple of 8 and at least 64") }
+        if let s = slotSize, s < 64 || s > ProtocolConfig.maxSlotSize || s % 8 != 0 {
+            throw ValidationError("--slot-size must be a multiple of 8 in 64...\(ProtocolConfig.maxSlotSize), got \(s)")
+        }
     }
 
     var effectiveInlineThreshold: Int { noInline ? 0 : inlineThreshold }
@@ -134,11 +147,16 @@ struct LoadOptions: ParsableArguments {
     var seed: UInt64 = 1
 
     mutating func validate() throws {
-        guard payload >= 0 else { throw ValidationError("--payload must not be negative") }
-        guard outstanding >= 1 else { throw ValidationError("--outstanding must be at least 1") }
-        guard duration > 0 else { throw ValidationError("--duration must be positive") }
-        if let w = warmup, w < 0 { throw ValidationError("--warmup must not be negative") }
-        if let m = messages, m < 1 { throw ValidationError("--messages must be at least 1") }
+        // Payloads beyond half the largest slot leave no room for the header and acks.
+        guard (0...ProtocolConfig.maxSlotSize / 2).contains(payload) else {
+            throw ValidationError("--payload must be in 0...\(ProtocolConfig.maxSlotSize / 2), got \(payload)")
+        }
+        guard (1...1 << 20).contains(outstanding) else { throw ValidationError("--outstanding must be in 1...\(1 << 20), got \(outstanding)") }
+        try checkSeconds(duration, "--duration")
+        if let w = warmup { try checkSeconds(w, "--warmup", allowZero: true) }
+        // Far more than any run sends, and small enough that the per-sender split and the completion
+        // target cannot overflow.
+        if let m = messages, !(1...1 << 40).contains(m) { throw ValidationError("--messages must be in 1...\(1 << 40), got \(m)") }
     }
 
     var effectiveWarmup: Double { warmup ?? (messages == nil ? 1 : 0) }
@@ -177,12 +195,12 @@ struct FabricOptions: ParsableArguments {
     var napAfterUs: Int = 1000
 
     mutating func validate() throws {
-        guard napAfterUs >= 0 else { throw ValidationError("--nap-after-us must not be negative") }
-        guard pollers >= 1 else { throw ValidationError("--pollers must be at least 1") }
+        try checkNapAfter(napAfterUs)
+        guard (1...1024).contains(pollers) else { throw ValidationError("--pollers must be in 1...1024, got \(pollers)") }
         if fabric == .memory, pollers != 1 {
             throw ValidationError("--pollers \(pollers): the in-process fabric is confined to one thread, so --fabric memory runs on 1 poller")
         }
-        guard sendQueueDepth >= 1 else { throw ValidationError("--send-queue-depth must be at least 1") }
+        try checkSendQueueDepth(sendQueueDepth)
     }
 }
 
@@ -207,5 +225,53 @@ struct OutputOptions: ParsableArguments {
 
     mutating func validate() throws {
         try LeaderCrash.validate(crashLeaderAfter)
+        // Checked before the run rather than when writing its results: a bad path must not cost the run.
+        if let json, json != "-" { try checkWritableFile(json, flag: "--json") }
+        if let deliveryLog {
+            do { try DeliveryLogWriter.prepareDirectory(deliveryLog) } catch { throw ValidationError("--delivery-log: \(error)") }
+        }
+    }
+}
+
+/// Seconds from the command line: finite and at most a year, so that turning them into nanoseconds
+/// (`UInt64(seconds * 1e9)`) cannot trap.
+func checkSeconds(_ value: Double, _ flag: String, allowZero: Bool = false) throws {
+    let most = 365.0 * 86_400
+    guard value.isFinite, allowZero ? value >= 0 : value > 0, value <= most else {
+        throw ValidationError("\(flag) must be a number of seconds in \(allowZero ? "[0" : "(0"), \(Int(most))], got \(value)")
+    }
+}
+
+/// `--nap-after-us`: at most a minute, so that it fits in nanoseconds.
+func checkNapAfter(_ value: Int) throws {
+    guard (0...60_000_000).contains(value) else { throw ValidationError("--nap-after-us must be in 0...60000000, got \(value)") }
+}
+
+/// `--send-queue-depth`: queue pairs hold at most a few thousand writes; the outbox allocates per entry.
+func checkSendQueueDepth(_ value: Int) throws {
+    guard (1...1 << 16).contains(value) else { throw ValidationError("--send-queue-depth must be in 1...65536, got \(value)") }
+}
+
+/// A file the run will write at its end: its directory must exist and be writable, and the path must
+/// not be a directory. The reason is strerror's, with the path.
+func checkWritableFile(_ path: String, flag: String) throws {
+    var info = stat()
+    if stat(path, &info) == 0 {
+        guard info.st_mode & S_IFMT != S_IFDIR else {
+            throw ValidationError("\(flag) \(path): \(String(cString: strerror(EISDIR)))")
+        }
+        guard access(path, W_OK) == 0 else { throw ValidationError("\(flag) \(path): \(String(cString: strerror(errno)))") }
+        return
+    }
+    let parent = (path as NSString).deletingLastPathComponent
+    let directory = parent.isEmpty ? "." : parent
+    guard stat(directory, &info) == 0 else {
+        throw ValidationError("\(flag) \(path): directory \(directory): \(String(cString: strerror(errno)))")
+    }
+    guard info.st_mode & S_IFMT == S_IFDIR else {
+        throw ValidationError("\(flag) \(path): \(directory): \(String(cString: strerror(ENOTDIR)))")
+    }
+    guard access(directory, W_OK | X_OK) == 0 else {
+        throw ValidationError("\(flag) \(path): directory \(directory): \(String(cString: strerror(errno)))")
     }
 }

@@ -28,7 +28,11 @@ struct RamCastBench: ParsableCommand {
 func emit(_ result: BenchResult, output: OutputOptions) throws {
     print(Report.table(result))
     if let path = output.json {
-        try result.json.write(to: path)
+        do {
+            try result.json.write(to: path)
+        } catch {
+            throw BenchError("--json \(path): cannot write the results: \(describeWriteError(error))")
+        }
         if path != "-", !output.quiet { print("  json        \(path)") }
     }
     if let dir = output.deliveryLog, !output.quiet {
@@ -58,7 +62,7 @@ struct Local: ParsableCommand {
             try emit(r, output: output)
         } catch let e as BenchError {
             writeStderr("ramcast-bench: \(e.description)\n")
-            throw ExitCode(2)
+            throw ExitCode(e.exitCode)
         }
     }
 }
@@ -78,11 +82,21 @@ struct Check: ParsableCommand {
             loaded = try DeliveryLog.load(directory: directory)
         } catch {
             writeStderr("ramcast-bench check: input error: \(error)\n")
-            throw ExitCode(2)
+            throw ExitCode(65)  // EX_DATAERR, as ramcast-check
         }
         let report = RamCastChecker.check(loaded.history, membership: loaded.membership, quiescent: loaded.quiescent)
         print("check: \(directory)")
         print(report.description, terminator: "")
         if !report.isClean { throw ExitCode(1) }
     }
+}
+
+/// strerror's words for a failed write, not Foundation's error domain and code.
+func describeWriteError(_ error: any Error) -> String {
+    let ns = error as NSError
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    return ns.localizedDescription
 }

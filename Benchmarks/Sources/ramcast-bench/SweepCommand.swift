@@ -130,7 +130,7 @@ struct Sweep: ParsableCommand {
                     r = try LocalRunner.run(cluster: c, load: l, fabric: f, output: o, printBanner: false)
                 } catch let e as BenchError {
                     writeStderr("ramcast-bench: \(param.rawValue)=\(x): \(e.description)\n")
-                    throw ExitCode(2)
+                    throw ExitCode(e.exitCode)
                 }
                 results.append((s, x, r))
                 let busiest = r.busiest.map { $0.writesPerRunMessage.fixed(2) } ?? "-"

@@ -17,10 +17,9 @@ extension ProcessNode {
     public static func registeredBytes(_ id: NodeID, layout: Layout, sendQueueDepth: Int) -> Int {
         let peers = layout.servers.count + layout.config.senders.count
         let limits = FabricLimits(maxInlineBytes: 0, sendQueueDepth: sendQueueDepth, completionQueueDepth: 0, maxWriteBytes: 0)
-        let cells = Outbox.cellBytes(peers: peers, capacity: outboxCapacity(limits, layout: layout))
-        if layout.groupOf[id] != nil {
-            return cells + ServerEngine.recoveryScratchSize(layout) + layout.ringRegionSize + layout.logRegionSize
-        }
+        // Every process's cells region carries the recovery scratch, senders' too (see init).
+        let cells = Outbox.cellBytes(peers: peers, capacity: outboxCapacity(limits, layout: layout)) + ServerEngine.recoveryScratchSize(layout)
+        if layout.groupOf[id] != nil { return cells + layout.ringRegionSize + layout.logRegionSize }
         return cells + layout.senderRegionSize
     }
 

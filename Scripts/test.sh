@@ -12,6 +12,8 @@ swift build --build-tests 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] (Compiling|Emittin
 for product in ramcast-sim ramcast-demo ramcast-check ramcast-node; do
   swift build -c release --product "$product" 2>&1 | grep -E 'error|warning: unre' ; (( PIPESTATUS[0] == 0 )) || { echo "test: release build of $product failed" >&2; exit 1; }
 done
+# The benchmark CLI (its own package) takes user input too: the bad-input corpus runs it.
+swift build --package-path Benchmarks --product ramcast-bench 2>&1 | grep -E 'error|warning: unre' ; (( PIPESTATUS[0] == 0 )) || { echo "test: build of ramcast-bench failed" >&2; exit 1; }
 echo "== host tests (in-process fabric, simulation, checker; RDMA tests skip here without a device)"
 t1=$(date +%s)
 RAMCAST_SIM_SECONDS=${RAMCAST_SIM_SECONDS:-30} swift test --skip-build 2>&1 | tee .build/host-tests.log | grep -vE '^(◇|↳)|started\.$'; host=${PIPESTATUS[0]}
@@ -23,12 +25,17 @@ echo "== randomized simulation, every run checked: seeded schedules, crash sched
 .build/release/ramcast-sim --from 1000000 --seconds "$explore" --crashes; (( sim |= $? ))
 .build/release/ramcast-sim --from 2000000 --seconds "$explore" --crashes --restarts; (( sim |= $? ))
 t3=$(date +%s)
+echo "== bad inputs (every tool: a documented exit status and the culprit named, never a signal), then the fuzzers"
+"$here/bad-inputs.sh" --bin-dir .build/debug --bench "$(swift build --package-path Benchmarks --show-bin-path)/ramcast-bench"; inputs=$?
+"$here/fuzz.sh" --seconds "${RAMCAST_FUZZ_SECONDS:-60}"; (( inputs |= $? ))
+t3b=$(date +%s)
 echo "== RDMA tests"
 "$here/rdma-tests.sh" --bin-dir .build/release --cluster "${RAMCAST_RXE_MESSAGES:-10000}" --failover "${RAMCAST_FAILOVER_MESSAGES:-4000}"; rdma=$?
 t4=$(date +%s)
 echo "== summary"
 echo "host tests: $( ((host == 0)) && echo passed || echo FAILED ) in $((t2 - t1)) s"
 echo "simulation: $( ((sim == 0)) && echo passed || echo FAILED ) in $((t3 - t2)) s"
-echo "rdma tests: $( ((rdma == 0)) && echo passed || echo FAILED ) in $((t4 - t3)) s (VM boot included)"
+echo "bad inputs and fuzzing: $( ((inputs == 0)) && echo passed || echo FAILED ) in $((t3b - t3)) s"
+echo "rdma tests: $( ((rdma == 0)) && echo passed || echo FAILED ) in $((t4 - t3b)) s (VM boot included)"
 echo "total wall time: $((t4 - t0)) s"
-(( host == 0 && sim == 0 && rdma == 0 ))
+(( host == 0 && sim == 0 && inputs == 0 && rdma == 0 ))

@@ -256,10 +256,37 @@ extension DeliveryLog {
         do {
             return try decoder.decode(type, from: data)
         } catch let error as DecodingError {
+            // Foundation's decoder calls a number out of range (-5 for a UInt64) "not valid JSON",
+            // without the field: find it, so the message points at the value.
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty, let field = numberOutOfRange(in: data) {
+                throw DeliveryLogError(file: file, line: line, reason: field)
+            }
             throw DeliveryLogError(file: file, line: line, reason: explain(error))
         } catch {
             throw DeliveryLogError(file: file, line: line, reason: "invalid JSON: \(error)")
         }
+    }
+
+    /// "field "x": expected a non-negative integer, got -5" for the first number of a JSON object
+    /// (or of an array in it) that is not an integer in 0...UInt64.max; nil if the data is not an
+    /// object or has no such number.
+    private static func numberOutOfRange(in data: Data) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        func bad(_ value: Any) -> Bool {
+            guard let n = value as? NSNumber, String(describing: type(of: n)) != "__NSCFBoolean" else { return false }
+            return (value as? UInt64) == nil
+        }
+        for key in object.keys.sorted() {
+            let value = object[key]!
+            if bad(value) { return "field \"\(key)\": expected a non-negative integer, got \(value)" }
+            if let list = value as? [Any], let i = list.firstIndex(where: bad) {
+                return "field \"\(key)[\(i)]\": expected a non-negative integer, got \(list[i])"
+            }
+            if let map = value as? [String: Any], let k = map.keys.sorted().first(where: { bad(map[$0]!) }) {
+                return "field \"\(key).\(k)\": expected a non-negative integer, got \(map[k]!)"
+            }
+        }
+        return nil
     }
 
     private static func explain(_ error: DecodingError) -> String {

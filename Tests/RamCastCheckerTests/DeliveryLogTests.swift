@@ -174,6 +174,32 @@ struct DeliveryLogTests {
         expectLoadError(dir, file: "deliveries-1.jsonl", line: 1, containing: "puts process 1 in group 0")
     }
 
+    @Test func outOfRangeNumberNamesTheField() throws {
+        let dir = try smallDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (value, shown) in [("-5", "-5"), ("1.5", "1.5"), ("1e30", "1e+30")] {
+            try write(#"{"process":1,"group":0,"message":"100.1","destinations":[0],"timestamp":\#(value)}"# + "\n", to: dir, "deliveries-1.jsonl")
+            expectLoadError(dir, file: "deliveries-1.jsonl", line: 1, containing: #"field "timestamp": expected a non-negative integer, got \#(shown)"#)
+        }
+        try write(#"{"process":1,"group":0,"message":"100.1","destinations":[0, -1],"timestamp":1}"# + "\n", to: dir, "deliveries-1.jsonl")
+        expectLoadError(dir, file: "deliveries-1.jsonl", line: 1, containing: #"field "destinations[1]""#)
+    }
+
+    @Test func directoryWithoutDeliveryLogsIsAnError() throws {
+        // It used to load as an empty history, which the checker reported CLEAN.
+        let dir = try smallDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        expectLoadError(dir, file: dir, line: nil, containing: "no delivery logs")
+    }
+
+    @Test func loadsFromMemoryAsFromADirectory() throws {
+        let cluster = #"{"groups": {"0": [0]}}"#
+        let files = ["cluster.json": cluster, "multicasts-100.jsonl": #"{"message":"100.1","destinations":[0]}"# + "\n",
+                     "deliveries-0.jsonl": DeliveryLog.deliveryLine(process: 0, group: 0, message: mid("100.1"), destinations: [0], timestamp: 1)]
+        let loaded = try DeliveryLog.load(fileNames: Array(files.keys), directory: "memory") { files[$0].map { Data($0.utf8) } }
+        #expect(loaded.history.multicasts.count == 1 && loaded.history.deliveryCount == 1)
+    }
+
     @Test func clusterFileErrors() throws {
         let dir = try makeDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -1,0 +1,2 @@
+// Present so that SwiftPM builds the module; the driver itself is in libFuzzer.
+#include "CFuzzerDriver.h"

@@ -26,8 +26,8 @@ struct RamCastNode: AsyncParsableCommand {
     var messages: Int = 1000
     @Option(help: "Group member: give up after this many seconds.")
     var duration: Double = 600
-    @Option(help: "Failure timeout in milliseconds (a leader silent for this long is replaced), 1...86400000; overrides the file's failureDetection.timeoutMillis.")
-    var failureTimeoutMs: Int = 1000
+    @Option(help: "Failure timeout in milliseconds (a leader silent for this long is replaced), 1...86400000. Default: the file's failureDetection.timeoutMillis.")
+    var failureTimeoutMs: Int?
     @Option(help: "Group member: 0 for a first start; N > 0 after a crash. The process comes back with empty memory, is taken back in by its group and delivers from a cut on (logged as 'rejoined'); its delivery log is deliveries-<id + N × 1,000,000>.jsonl.")
     var incarnation: UInt32 = 0
 
@@ -45,7 +45,8 @@ struct RamCastNode: AsyncParsableCommand {
         do {
             // Through the file's checks, so a bad value is refused with the flag's name.
             cluster = try ClusterConfiguration.load(
-                path: config, overrides: ["failureDetection.timeoutMillis": String(failureTimeoutMs)],
+                // Only when given: a default here would silently replace the file's value.
+                path: config, overrides: failureTimeoutMs.map { ["failureDetection.timeoutMillis": String($0)] } ?? [:],
                 flagNames: ["failureDetection.timeoutMillis": "--failure-timeout-ms"])
         } catch {
             printError("ramcast-node: \(error)")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # fuzz.sh - builds the libFuzzer targets in Fuzz/ (their own package, scratch path .build-fuzz, with
 # -sanitize=fuzzer,address) and runs each for a bounded time from the committed seed corpus.
-# A crash, a trap, an ASan report or a leak fails the run; the input is kept in
-# .build-fuzz/artifacts/ (reproduce: .build-fuzz/debug/<target> <file>). Add it to
+# Built optimized (-c release: about 20 times the executions per second of a debug build; traps and
+# preconditions stay). A crash, a trap, an ASan report or a leak fails the run; the input is kept in
+# .build-fuzz/artifacts/ (reproduce: .build-fuzz/release/<target> <file>). Add it to
 # Fuzz/Corpus/<target>/ as a regression seed once fixed.
 #
 #   usage: Scripts/fuzz.sh [--seconds N] [--target NAME]     (default: 60 s for each target)
@@ -17,7 +18,7 @@ while (($#)); do case $1 in
 esac; done
 scratch=$root/.build-fuzz
 echo "fuzz: building ${targets[*]} with -sanitize=fuzzer,address"
-swift build --package-path Fuzz --scratch-path "$scratch" -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library 2>&1 \
+swift build -c release --package-path Fuzz --scratch-path "$scratch" -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library 2>&1 \
   | grep -E 'error|warning: unre|Build complete'; (( PIPESTATUS[0] == 0 )) || { echo "fuzz: build failed" >&2; exit 1; }
 mkdir -p "$scratch/artifacts"
 status=0
@@ -25,7 +26,7 @@ for t in "${targets[@]}"; do
   # New inputs go to a work corpus outside the repository; the committed seeds are read only.
   work=$scratch/corpus/$t; mkdir -p "$work"
   log=$scratch/$t.log
-  "$scratch/debug/$t" "$work" "Fuzz/Corpus/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
+  "$scratch/release/$t" "$work" "Fuzz/Corpus/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 \
     -dict="Fuzz/$t.dict" -artifact_prefix="$scratch/artifacts/$t-" -print_final_stats=1 > "$log" 2>&1
   rc=$?
   runs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+)/\1/p' "$log" | tail -1)

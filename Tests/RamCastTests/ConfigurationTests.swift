@@ -82,6 +82,9 @@ struct ConfigurationTests {
             let e = error(text)
             #expect(e?.key == key && e?.source == "cluster.json" && e?.reason.hasPrefix("unknown key") == true, "\(key): \(String(describing: e))")
         }
+        // Found by the fuzzer: an empty key gave an error with a blank key path.
+        #expect(error(Self.valid.replacingOccurrences(of: #""signalInterval": 4,"#, with: #""signalInterval": 4, "": 1,"#))?.key == #""""#)
+        #expect(error(Self.valid.replacingOccurrences(of: #""slots": 32"#, with: #""slots": 32, "slot size": 1"#))?.key == #"ring."slot size""#)
         let fd = Self.valid.replacingOccurrences(of: #""signalInterval": 4,"#, with: #""signalInterval": 4, "failureDetection": { "timeoutMilis": 5 },"#)
         #expect(error(fd)?.key == "failureDetection.timeoutMilis")
     }

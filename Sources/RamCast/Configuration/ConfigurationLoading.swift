@@ -268,7 +268,11 @@ private struct Reader {
     /// Rejects the first key not in `known`, with its full path: a typo must not be silently ignored.
     func onlyKeys(_ object: [String: Any], _ known: Set<String>, at path: String?) throws(ConfigurationError) {
         for key in object.keys.sorted() where !known.contains(key) {
-            throw error(path.map { "\($0).\(key)" } ?? key,
+            // Quoted when it would not read as a key: empty (the fuzzer's find: the path was blank),
+            // or with spaces, dots, brackets or control characters.
+            let plain = !key.isEmpty && key.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" }
+            let shown = plain ? key : "\"\(key.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 ? String($0) : $0.escaped(asASCII: true) }.joined())\""
+            throw error(path.map { "\($0).\(shown)" } ?? shown,
                         "unknown key (expected one of: \(known.sorted().joined(separator: ", ")))")
         }
     }

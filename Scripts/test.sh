@@ -22,6 +22,11 @@ echo "== randomized simulation, every run checked: seeded schedules, crash sched
 .build/release/ramcast-sim --from 1000 --seconds "$explore"; sim=$?
 .build/release/ramcast-sim --from 1000000 --seconds "$explore" --crashes; (( sim |= $? ))
 .build/release/ramcast-sim --from 2000000 --seconds "$explore" --crashes --restarts; (( sim |= $? ))
+near=${RAMCAST_SIM_NEAR_LIMITS_EXPLORE_SECONDS:-20}
+echo "== every counter near its limit (message ids, log positions, ballots, clocks wrap within each run), ${near} s each: plain, crashes, crashes and restarts"
+.build/release/ramcast-sim --from 3000000 --seconds "$near" --near-limits; (( sim |= $? ))
+.build/release/ramcast-sim --from 4000000 --seconds "$near" --near-limits --crashes; (( sim |= $? ))
+.build/release/ramcast-sim --from 5000000 --seconds "$near" --near-limits --crashes --restarts; (( sim |= $? ))
 t3=$(date +%s)
 echo "== RDMA tests"
 "$here/rdma-tests.sh" --bin-dir .build/release --cluster "${RAMCAST_RXE_MESSAGES:-10000}" --failover "${RAMCAST_FAILOVER_MESSAGES:-4000}"; rdma=$?

@@ -72,16 +72,16 @@ public struct CounterStart: Sendable, Hashable {
 
     public init() {}
 
-    /// Every counter a few dozen steps below the limit its value used to wrap at: message sequences
-    /// just below 2⁴⁰, log positions below 2³², ballots one or two below 2¹⁶ (the first leader change
-    /// crosses it), clocks below 2⁴⁰ or 2⁴⁸ (odd or even `variant`: the widths of the clock in the
-    /// old ack words and clock cells).
+    /// Every counter a few steps below the limit its value used to wrap at, so that even a short run
+    /// crosses it: message sequences 5 below 2⁴⁰ (a sender's sixth message wraps), log positions 8
+    /// below 2³², ballots one or two below 2¹⁶ (the first leader change crosses it), clocks 8 below
+    /// 2⁴⁰ or 2⁴⁸ (odd or even `variant`: the widths of the clock in the old ack words and clock cells).
     public static func nearLimits(variant: UInt64 = 0) -> CounterStart {
         var c = CounterStart()
-        c.messageCounter = MessageID.sequenceCount - 20
-        c.logPosition = (1 << 32) - 40
+        c.messageCounter = MessageID.sequenceCount - 4
+        c.logPosition = (1 << 32) - 8
         c.ballot = (1 << 16) - 2
-        c.clock = (variant & 1 == 1 ? 1 << 40 : 1 << 48) - 30
+        c.clock = (variant & 1 == 1 ? 1 << 40 : 1 << 48) - 8
         return c
     }
 }

@@ -24,6 +24,11 @@ echo "== randomized simulation, every run checked: seeded schedules, crash sched
 .build/release/ramcast-sim --from 1000 --seconds "$explore"; sim=$?
 .build/release/ramcast-sim --from 1000000 --seconds "$explore" --crashes; (( sim |= $? ))
 .build/release/ramcast-sim --from 2000000 --seconds "$explore" --crashes --restarts; (( sim |= $? ))
+near=${RAMCAST_SIM_NEAR_LIMITS_EXPLORE_SECONDS:-20}
+echo "== every counter near its limit (message ids, log positions, ballots, clocks wrap within each run), ${near} s each: plain, crashes, crashes and restarts"
+.build/release/ramcast-sim --from 3000000 --seconds "$near" --near-limits; (( sim |= $? ))
+.build/release/ramcast-sim --from 4000000 --seconds "$near" --near-limits --crashes; (( sim |= $? ))
+.build/release/ramcast-sim --from 5000000 --seconds "$near" --near-limits --crashes --restarts; (( sim |= $? ))
 t3=$(date +%s)
 echo "== bad inputs (every tool: a documented exit status and the culprit named, never a signal), then the fuzzers"
 "$here/bad-inputs.sh" --bin-dir .build/debug --bench "$(swift build --package-path Benchmarks --show-bin-path)/ramcast-bench"; inputs=$?

@@ -7,7 +7,7 @@ import RamCastFabric
 /// Header, 8 bytes, in every message:
 ///
 ///     0  u16  magic 0x4352 ("RC")
-///     2  u8   version (2)
+///     2  u8   version (3)
 ///     3  u8   count: region descriptors that follow (REQ/REP), reason bytes (REJ), or message type (SEND)
 ///     4  u32  sender's node id
 ///
@@ -17,7 +17,10 @@ import RamCastFabric
 ///
 /// The version names the protocol spoken over the connection, not only these bytes. Version 2:
 /// log entries carry the reader group's ballot epoch in bytes 30-31 (version 1 wrote zero there, and
-/// a version-2 leader ignores such entries), and the ring region holds relay staging buffers. A
+/// a version-2 leader ignores such entries), and the ring region holds relay staging buffers.
+/// Version 3: counters at full width (issue 13): acks and clock cells are 16 bytes
+/// (`[value:u64 | ballot:u32 | check:u32]`, so slots and the control area are laid out anew), and
+/// a log entry is 44 bytes with a 32-bit epoch in bytes 36-39 and its CRC in bytes 40-43. A
 /// mixed cluster would stall rather than fail, so a peer of another version is refused at connect.
 ///
 /// Region descriptor, 16 bytes:
@@ -35,7 +38,7 @@ import RamCastFabric
 /// SEND is 32 bytes: header (count = type 1, "region key") + descriptor + u8 writable + 7 zero bytes.
 enum Wire {
     static let magic: UInt16 = 0x4352
-    static let version: UInt8 = 2
+    static let version: UInt8 = 3
     static let headerSize = 8
     static let descriptorSize = 16
     static let connectCapacity = 56

@@ -34,6 +34,9 @@ public enum Simulation {
         /// Whether leaders use the single-group fast path. Its agreement is uniform only while
         /// senders do not crash (``ProtocolConfig/singleGroupFastPath``), so it is drawn only then.
         public var fastPath = false
+        /// Every counter starts just below the limit it used to wrap at (``CounterStart/nearLimits(variant:)``,
+        /// the variant from the seed), so that each wrap happens within the run.
+        public var nearLimits = false
 
         public var description: String {
             "\(groups) groups × \(groupSize), \(senders) senders, \(messages) messages, \(slots) slots of \(slotSize) B, " +
@@ -41,6 +44,7 @@ public enum Simulation {
             "tear \(tearProbability), body delay \(bodyDelay)" + (fastPath ? ", fast path" : "") + (crashes.isEmpty ? "" : ", crashes \(crashes.map { "\($0.member)@\($0.atStep)" })")
                 + (senderCrashes.isEmpty ? "" : ", sender crashes \(senderCrashes.map { "s\($0.sender)@\($0.atStep)" })")
                 + (restarts.isEmpty ? "" : ", restarts \(restarts.map { "\($0.member)+\($0.afterSteps)" })")
+                + (nearLimits ? ", counters near their limits" : "")
         }
 
         /// Draws a shape: mostly groups of 3, sometimes 1 or 5; small rings and send queues, so that
@@ -61,6 +65,8 @@ public enum Simulation {
                 messages: 20 + Int(rng.next() % 100),
                 tearProbability: [0, 0.2, 0.5][Int(rng.next() % 3)],
                 bodyDelay: [0, 0.5, 0.9][Int(rng.next() % 3)])
+            // Acks grew from 8 to 16 bytes per group member: each shape keeps the payload room it had.
+            shape.slotSize += shape.groups * shape.groupSize * 8
             if crashes {
                 // Up to f members of each group, leaders included, at random moments.
                 for g in 0..<shape.groups {
@@ -106,9 +112,11 @@ public enum Simulation {
     /// Runs one seed with a random shape; with `crashes`, group members (at most f per group) and
     /// senders also crash.
     /// With `restarts` (and `crashes`), half of the crashed members restart with empty memory.
-    public static func run(seed: UInt64, crashes: Bool = false, restarts: Bool = false) throws -> Outcome {
+    /// With `nearLimits`, every counter starts just below the limit it used to wrap at.
+    public static func run(seed: UInt64, crashes: Bool = false, restarts: Bool = false, nearLimits: Bool = false) throws -> Outcome {
         var rng = SplitMix64(seed: seed)
         var shape = Shape.random(&rng, crashes: crashes)
+        shape.nearLimits = nearLimits
         // Half of the crashed members restart. Drawn from a generator of their own, so that the
         // seeds found before restarts existed still draw the same shape and schedule up to then.
         var restartRNG = SplitMix64(seed: seed ^ 0x5EED_0F_4E57A7)
@@ -136,6 +144,7 @@ public enum Simulation {
         config.heartbeatInterval = 200_000
         config.failureTimeout = 5_000_000
         config.singleGroupFastPath = shape.fastPath
+        if shape.nearLimits { config.counterStart = .nearLimits(variant: seed) }
         let layout = try Layout(config)
         var limits = FabricLimits.inProcessDefault
         limits.sendQueueDepth = shape.sendQueueDepth

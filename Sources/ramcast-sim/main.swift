@@ -27,6 +27,8 @@ struct RamCastSim: ParsableCommand {
     var crashes = false
     @Flag(help: "With --crashes: half of the crashed members restart with empty memory and rejoin.")
     var restarts = false
+    @Flag(help: "Start every counter (message sequences, log positions, ballots, clocks) just below the limit it used to wrap at.")
+    var nearLimits = false
 
     func validate() throws {
         guard count >= 0 else { throw ValidationError("--count must not be negative, got \(count)") }
@@ -40,7 +42,7 @@ struct RamCastSim: ParsableCommand {
 
     mutating func run() throws {
         if let seed {
-            let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts)
+            let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts, nearLimits: nearLimits)
             print(outcome)
             print("writes per message per role: \(outcome.writesPerRole.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: ", "))")
             if !outcome.passed { throw ExitCode(1) }
@@ -52,7 +54,7 @@ struct RamCastSim: ParsableCommand {
         var s = from
         var runs = 0
         var deliveries = 0
-        let flags = (crashes ? " --crashes" : "") + (restarts ? " --restarts" : "")
+        let flags = (crashes ? " --crashes" : "") + (restarts ? " --restarts" : "") + (nearLimits ? " --near-limits" : "")
         // `s < .max`: an exploration from near the last seed stops there rather than wrapping.
         while s < .max, seconds.map({ clock.now - start < .seconds($0) }) ?? (runs < count) {
             defer {
@@ -62,7 +64,7 @@ struct RamCastSim: ParsableCommand {
             // An error out of a run (a driver's, say) fails that seed; the exploration goes on.
             let outcome: Simulation.Outcome
             do {
-                outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts)
+                outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts, nearLimits: nearLimits)
             } catch {
                 print("seed \(s): error: \(error)")
                 failed.append(s)

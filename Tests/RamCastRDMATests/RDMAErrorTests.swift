@@ -214,13 +214,15 @@ struct RDMAErrorTests {
         #expect(throws: Wire.DecodeError.self) { try [UInt8](repeating: 1, count: 8).withUnsafeBytes { try Wire.decodeHello($0) } }
     }
 
-    @Test("private data: a peer of protocol version 1 (log entries without epochs) is refused by name")
+    @Test("private data: a peer of protocol version 1 or 2 (8-byte acks, 16-bit epochs) is refused by name")
     func wireVersion() throws {
         var old = Wire.encodeHello(Wire.Hello(node: NodeID(4), regions: []))
-        #expect(old[2] == 2)
-        old[2] = 1
-        #expect(throws: Wire.DecodeError.badVersion(1)) { try old.withUnsafeBytes { try Wire.decodeHello($0) } }
-        #expect(Wire.DecodeError.badVersion(1).description == "protocol version 1 is not supported (expected 2)")
+        #expect(old[2] == 3)
+        for v: UInt8 in [1, 2] {
+            old[2] = v
+            #expect(throws: Wire.DecodeError.badVersion(v)) { try old.withUnsafeBytes { try Wire.decodeHello($0) } }
+        }
+        #expect(Wire.DecodeError.badVersion(2).description == "protocol version 2 is not supported (expected 3)")
     }
 
     @Test("private data: the restart flag rides in bit 7 of the count byte, a full REQ still fits 56 bytes")

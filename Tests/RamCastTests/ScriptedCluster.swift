@@ -19,12 +19,13 @@ final class ScriptedCluster {
     var dead: Set<NodeID> = []
     var sent: [(RamCastProtocol.MessageID, [RamCastProtocol.GroupID])] = []
 
-    init(fixes: SafetyFixes = .all, fastPath: Bool = false, slotsPerRing: Int = 16) throws {
+    init(fixes: SafetyFixes = .all, fastPath: Bool = false, slotsPerRing: Int = 16, counterStart: CounterStart = CounterStart()) throws {
         var config = ProtocolConfig(groups: [[NodeID(0), NodeID(1), NodeID(2)], [NodeID(3), NodeID(4), NodeID(5)]],
                                     senders: [NodeID(100), NodeID(101)], slotsPerRing: slotsPerRing, slotSize: 256)
         config.heartbeatInterval = 100_000
         config.failureTimeout = 5_000_000
         config.singleGroupFastPath = fastPath
+        config.counterStart = counterStart
         layout = try Layout(config)
         let fabric = self.fabric
         cluster = try LocalCluster(layout: layout) { (id: NodeID) throws(FabricError) -> any FabricEndpoint in

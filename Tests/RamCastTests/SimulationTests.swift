@@ -51,6 +51,35 @@ struct SimulationTests {
         #expect(seeds >= 20, "only \(seeds) seeds fit in the time budget")
     }
 
+    /// Every counter starts just below the limit it used to wrap at (`ramcast-sim --near-limits`):
+    /// message ids, log positions, ballots and clocks all cross it within each run. Budget:
+    /// `RAMCAST_SIM_NEAR_LIMITS_SECONDS` (default 20); thousands more seeds run in release from
+    /// Scripts/test.sh.
+    @Test("seeded schedules with every counter near its limit, a third with crashes and a third with restarts, pass the property checker")
+    func nearLimitSchedules() throws {
+        let budget = Duration.seconds(Double(ProcessInfoLite.env("RAMCAST_SIM_NEAR_LIMITS_SECONDS") ?? "") ?? 20)
+        let clock = ContinuousClock()
+        let start = clock.now
+        var seeds = 0
+        var failures: [(outcome: Simulation.Outcome, flags: String)] = []
+        var seed: UInt64 = 3_000_000
+        while clock.now - start < budget, failures.count < 3 {
+            let crashes = seed % 3 != 0, restarts = seed % 3 == 2
+            let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts, nearLimits: true)
+            if !outcome.passed {
+                failures.append((outcome, (crashes ? " --crashes" : "") + (restarts ? " --restarts" : "")))
+            }
+            seeds += 1
+            seed += 1
+        }
+        print("simulation near limits: \(seeds) seeds explored in \(clock.now - start), \(failures.count) failed")
+        for f in failures {
+            print("simulation: FAILED \(f.outcome)\n  replay: ramcast-sim --seed \(f.outcome.seed)\(f.flags) --near-limits")
+        }
+        #expect(failures.isEmpty, "failing seeds: \(failures.map(\.outcome.seed))")
+        #expect(seeds >= 10, "only \(seeds) seeds fit in the time budget")
+    }
+
     /// Restart schedules that found bugs (each replays exactly: `ramcast-sim --seed N --crashes
     /// --restarts`). Their fixes have scripted tests where one could be written; these keep the
     /// original schedules passing too.

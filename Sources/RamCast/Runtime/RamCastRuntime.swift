@@ -178,6 +178,7 @@ public final class RamCastRuntime: @unchecked Sendable {
         var firstDeliveryPending: Set<NodeID> = []
         var candidacies: [NodeID: (ballot: Ballot, abdicated: Bool)] = [:]
         var deposed = Dictionary(uniqueKeysWithValues: cluster.servers.map { ($0.id, false) })
+        var exhausted: Set<NodeID> = []
         var rejoining = Set(cluster.servers.filter { $0.server!.rejoining }.map(\.id))
         let log = logger
         // A restarted process's cut goes first in its log: noted at its first delivery at the latest.
@@ -250,6 +251,10 @@ public final class RamCastRuntime: @unchecked Sendable {
                     if engine.deposed {
                         log.warning("deposed: a write as leader was refused", metadata: Self.leadershipMetadata(node.id, engine))
                     }
+                }
+                if engine.ballotsExhausted, exhausted.insert(node.id).inserted {
+                    log.critical("ballots exhausted: 32-bit ballots of this group are used up, no leader change is possible any more",
+                                 metadata: Self.leadershipMetadata(node.id, engine))
                 }
                 if engine.isLeader != leading[node.id] {
                     leading[node.id] = engine.isLeader

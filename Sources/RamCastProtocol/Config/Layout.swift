@@ -6,7 +6,7 @@ import RamCastFabric
 /// A group member registers:
 /// - ``Layout/ringRegion`` (any peer may write): one ring of `slotsPerRing` slots per sender. A slot is
 ///   `[header | payload | crc32c]` written by the sender in one write, then the ack area at the end of
-///   the slot, `ack[destination index][member index]`, 8 bytes each, written by followers.
+///   the slot, one 16-byte ``AckCell`` per group member (server index), written by that member.
 /// - ``Layout/logRegion`` (only granted peers may write): one log per group. `log[g]` is written
 ///   only by g's current leader: at a follower of g it carries g's timestamps and the other groups'
 ///   timestamps the leader forwards, each with a dense sequence number (spec §10.1); at the leader of
@@ -62,7 +62,7 @@ public struct Layout: Sendable, Hashable {
         slots = config.slotsPerRing
         slotSize = config.slotSize
         headerSize = (16 + 3 * maxDestinations + 7) & ~7
-        ackAreaSize = config.groups.reduce(0) { $0 + $1.count } * 8
+        ackAreaSize = config.groups.reduce(0) { $0 + $1.count } * AckCell.size
         ackOffset = slotSize - ackAreaSize
         maxPayload = ackOffset - headerSize - 4
         // Entries a follower has not consumed all concern messages that still hold a slot: at most
@@ -119,15 +119,15 @@ public struct Layout: Sendable, Hashable {
     @inlinable public func relayRequestOffset(sender: Int, server: Int, slot: Int) -> Int {
         relayRequestsOffset + ((sender * servers.count + server) * slots + slot) * 8
     }
-    /// Clock cells: at every group member, one word per server of its group, where that follower
-    /// publishes `ballot:16 | clock:48`, "in this ballot, past its recovery, my clock reached this".
+    /// Clock cells: at every group member, one ``AckCell`` per server of its group, where that follower
+    /// publishes (ballot, clock), "in this ballot, past its recovery, my clock reached this".
     /// f of them plus the leader bound every later leader's fresh timestamps (see `Ordering.swift`).
     public var clockCellsOffset: Int { relayRequestsOffset + config.senders.count * servers.count * slots * 8 }
-    @inlinable public func clockCellOffset(server: Int) -> Int { clockCellsOffset + server * 8 }
+    @inlinable public func clockCellOffset(server: Int) -> Int { clockCellsOffset + server * AckCell.size }
     /// Resume cells, at a member that restarted: one word per sender, `counter + 1`, the slot counter
     /// of this member's group from which that sender writes to it again (earlier messages of the
     /// sender it never gets, see `Rejoin.swift`).
-    public var resumeCellsOffset: Int { clockCellsOffset + servers.count * 8 }
+    public var resumeCellsOffset: Int { clockCellsOffset + servers.count * AckCell.size }
     @inlinable public func resumeCellOffset(sender: Int) -> Int { resumeCellsOffset + sender * 8 }
     /// Rejoin requests, at a group's leader: one word per server, the ballot under which a restarted
     /// member asks the leader to start a ballot that takes it in.
@@ -148,11 +148,25 @@ public struct Layout: Sendable, Hashable {
     /// overwrites it; a cell indexed by destination position would be shared by members of different
     /// groups across messages.
     @inlinable public func ackOffset(slotOffset: Int, server: Int) -> Int {
-        slotOffset + ackOffset + server * 8
+        slotOffset + ackOffset + server * AckCell.size
     }
 
-    @inlinable public func logOffset(group: GroupID, seq: UInt32) -> Int {
-        (Int(group.rawValue) * logCapacity + Int((seq &- 1) % UInt32(logCapacity))) * Layout.logEntrySize
+    /// Where the entry at log position `position` of group `group`'s log lies. Positions are 64 bits
+    /// and never wrap (10M entries/s take 58,000 years): with 32-bit positions and a capacity that is
+    /// not a power of two, `(seq − 1) % capacity` jumped at the wrap and reused a cell early, and a
+    /// follower that far behind found its next entry overwritten and stalled for good.
+    @inlinable public func logOffset(group: GroupID, seq position: UInt64) -> Int {
+        (Int(group.rawValue) * logCapacity + Int((position &- 1) % UInt64(logCapacity))) * Layout.logEntrySize
+    }
+
+    /// The position of every stream's first entry (``CounterStart/logPosition`` + 1).
+    @inlinable public var firstLogPosition: UInt64 { config.counterStart.logPosition &+ 1 }
+
+    /// Group `g`'s first ballot: the first multiple of its size (so member 0 leads it) from
+    /// ``CounterStart/ballot``.
+    public func initialBallot(_ g: GroupID) -> Ballot {
+        let n = UInt32(groupSize(g))
+        return Ballot((max(config.counterStart.ballot, n) + n - 1) / n * n)
     }
 
     // MARK: sender regions

@@ -37,6 +37,9 @@ public struct ProtocolConfig: Sendable, Hashable {
     public var heartbeatInterval: UInt64 = 1_000_000
     /// A leader whose heartbeat has not moved for this long is suspected, in nanoseconds.
     public var failureTimeout: UInt64 = 100_000_000
+    /// Where the counters start. The defaults are what a real cluster uses; tests start them near
+    /// their limits so that every wrap happens within a short run (`ramcast-sim --near-limits`).
+    public var counterStart = CounterStart()
 
     /// The largest ``slotSize`` (16 MiB). A slot's payload length travels in 32 bits, and with at
     /// most 65,535 senders and 32,768 slots a ring of such slots (2⁵⁵ bytes) still has an offset
@@ -52,6 +55,39 @@ public struct ProtocolConfig: Sendable, Hashable {
         self.inlineThreshold = inlineThreshold
         self.signalInterval = signalInterval
         self.maxDestinations = maxDestinations ?? groups.count
+    }
+}
+
+/// The first values of the protocol's counters, identical at every process. Only tests change them:
+/// a counter started just below a limit (a width of a wire field, of a table index, of a slot
+/// position) crosses it after a few messages instead of after days.
+public struct CounterStart: Sendable, Hashable {
+    /// The counter of each sender's first message: its id has sequence
+    /// ``MessageID/sequence(ofCounter:)`` of it, and ids wrap ``MessageID/sequenceCount`` messages on.
+    public var messageCounter: UInt64 = 1
+    /// The log position before each stream's first entry (a leader's stream to its followers and to
+    /// another group's leader, from each new ballot): entries are numbered from this + 1. Positions
+    /// are 64 bits; log entries carry their low 32 bits.
+    public var logPosition: UInt64 = 0
+    /// Every group's first ballot is the smallest multiple of its size (so that member 0 leads it)
+    /// that is at least this and at least the size.
+    public var ballot: UInt32 = 0
+    /// Every process's Skeen clock before its first timestamp.
+    public var clock: UInt64 = 0
+
+    public init() {}
+
+    /// Every counter a few steps below the limit its value used to wrap at, so that even a short run
+    /// crosses it: message sequences 5 below 2⁴⁰ (a sender's sixth message wraps), log positions 8
+    /// below 2³², ballots one or two below 2¹⁶ (the first leader change crosses it), clocks 8 below
+    /// 2⁴⁰ or 2⁴⁸ (odd or even `variant`: the widths of the clock in the old ack words and clock cells).
+    public static func nearLimits(variant: UInt64 = 0) -> CounterStart {
+        var c = CounterStart()
+        c.messageCounter = MessageID.sequenceCount - 4
+        c.logPosition = (1 << 32) - 8
+        c.ballot = (1 << 16) - 2
+        c.clock = (variant & 1 == 1 ? 1 << 40 : 1 << 48) - 8
+        return c
     }
 }
 
@@ -87,8 +123,15 @@ extension ProtocolConfig {
             seen[s] = "senders"
         }
         guard senders.count <= 0xFFFF else { throw .invalid(key: "senders", reason: "at most 65535 senders") }
+        if let s = senders.first(where: { $0.rawValue >= MessageID.senderLimit }) {
+            throw .invalid(key: "senders", reason: "a sender's node id must be below \(MessageID.senderLimit) (message ids keep 24 bits of it), got \(s.rawValue)")
+        }
         guard slotsPerRing >= 1, slotsPerRing <= 0x8000 else {
             throw .invalid(key: "slotsPerRing", reason: "must be in 1...32768, got \(slotsPerRing)")
+        }
+        // A fast-path write id keeps the message's table index (sender × slots + slot) in 24 bits.
+        guard senders.count * slotsPerRing <= WriteTag.tableIndexLimit else {
+            throw .invalid(key: "slotsPerRing", reason: "senders × slotsPerRing must be at most \(WriteTag.tableIndexLimit), got \(senders.count) × \(slotsPerRing) = \(senders.count * slotsPerRing)")
         }
         guard maxDestinations >= 1, maxDestinations <= groups.count else {
             throw .invalid(key: "maxDestinations", reason: "must be in 1...\(groups.count), got \(maxDestinations)")
@@ -105,6 +148,15 @@ extension ProtocolConfig {
         guard inlineThreshold >= 0 else { throw .invalid(key: "inlineThreshold", reason: "must not be negative") }
         guard signalInterval >= 1 else { throw .invalid(key: "signalInterval", reason: "must be at least 1, got \(signalInterval)") }
         guard (1...3).contains(steps) else { throw .invalid(key: "steps", reason: "must be 1, 2 or 3, got \(steps)") }
+        guard counterStart.messageCounter >= 1, counterStart.messageCounter <= UInt64.max / 2 else {
+            throw .invalid(key: "counterStart.messageCounter", reason: "must be in 1...\(UInt64.max / 2), got \(counterStart.messageCounter)")
+        }
+        guard counterStart.logPosition <= UInt64.max / 2 else {
+            throw .invalid(key: "counterStart.logPosition", reason: "must be at most \(UInt64.max / 2), got \(counterStart.logPosition)")
+        }
+        guard counterStart.ballot <= UInt32.max / 2 else {
+            throw .invalid(key: "counterStart.ballot", reason: "must be at most \(UInt32.max / 2), got \(counterStart.ballot)")
+        }
         guard heartbeatInterval > 0, failureTimeout > heartbeatInterval else {
             throw .invalid(key: "failureTimeout", reason: "must exceed the heartbeat interval (\(heartbeatInterval) ns), got \(failureTimeout) ns")
         }

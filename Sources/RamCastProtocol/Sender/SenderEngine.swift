@@ -38,6 +38,8 @@ public final class SenderEngine {
     let region: UnsafeMutableRawPointer
     /// Per group: slot counter the next message takes.
     let tails: FixedTable<Int>
+    /// The counter of the next message (64 bits, never wrapping); its id carries
+    /// ``MessageID/sequence(ofCounter:)`` of it, which wraps.
     var nextSequence: UInt64 = 1
     /// Per staging buffer: the message's (group, slot counter) pairs, to know when it is free again.
     let stagingGroups: FixedTable<GroupID>
@@ -70,6 +72,16 @@ public final class SenderEngine {
         scratchGroups = FixedTable(repeating: GroupID(0), count: layout.maxDestinations)
         scratchSlots = FixedTable(repeating: 0, count: layout.maxDestinations)
         occupant = FixedTable(repeating: 0, count: layout.groupCount * layout.slots)
+        nextSequence = layout.config.counterStart.messageCounter
+        inPlaceHead = nextSequence
+    }
+
+    /// The counter of this sender's message `id`, if it issued it among its last 2⁴⁰ − 1 messages.
+    func counter(of id: MessageID) -> UInt64? {
+        guard id.sender == me, id.sequence != 0 else { return nil }
+        let back = MessageID.distance(from: id.sequence, to: MessageID.sequence(ofCounter: nextSequence))
+        guard back != 0, back <= nextSequence - layout.config.counterStart.messageCounter else { return nil }
+        return nextSequence - back
     }
 
     deinit {
@@ -202,9 +214,9 @@ public final class SenderEngine {
 
     /// Whether `id`'s slots were released by every destination process (delivered everywhere).
     public func isDeliveredEverywhere(_ id: MessageID) -> Bool {
-        guard id.sender == me, id.sequence < nextSequence else { return false }
-        if nextSequence - id.sequence > UInt64(layout.senderStagingCount) { return true }
-        let buffer = Int((id.sequence - 1) % UInt64(layout.senderStagingCount))
+        guard let counter = counter(of: id) else { return false }
+        if nextSequence - counter > UInt64(layout.senderStagingCount) { return true }
+        let buffer = Int((counter - 1) % UInt64(layout.senderStagingCount))
         let maxDst = layout.maxDestinations
         for j in 0..<Int(stagingCount[buffer]) {
             if releasedEverywhere(stagingGroups[buffer * maxDst + j]) <= stagingCounters[buffer * maxDst + j] { return false }
@@ -222,10 +234,10 @@ public final class SenderEngine {
 extension SenderEngine {
     /// Whether destination process `process` released `id`'s slot (so delivered it).
     public func isDelivered(_ id: MessageID, at process: NodeID) -> Bool {
-        guard id.sender == me, id.sequence < nextSequence, let g = layout.groupOf[process],
+        guard let counter = counter(of: id), let g = layout.groupOf[process],
               let server = layout.serverIndexOf[process] else { return false }
-        if nextSequence - id.sequence > UInt64(layout.senderStagingCount) { return true }
-        let buffer = Int((id.sequence - 1) % UInt64(layout.senderStagingCount))
+        if nextSequence - counter > UInt64(layout.senderStagingCount) { return true }
+        let buffer = Int((counter - 1) % UInt64(layout.senderStagingCount))
         let maxDst = layout.maxDestinations
         for j in 0..<Int(stagingCount[buffer]) where stagingGroups[buffer * maxDst + j] == g {
             let released = Int(RemoteMemory.loadAcquiring(region + layout.releaseCellOffset(server: server)))

@@ -51,7 +51,7 @@ extension ServerEngine {
             guard !present[index] || isRestartedIncarnation else { continue }
             let base = ring + layout.slotOffset(sender: s, slot: slot)
             guard let header = MessageSlot.read(base, layout: layout), header.id.sender == layout.config.senders[s],
-                  header.id.sequence > lastTaken(index, sender: s), holdsOwnSlot(base, header, slot: slot) else { continue }
+                  MessageID.isNewer(header.id.sequence, than: lastTaken(index, sender: s)), holdsOwnSlot(base, header, slot: slot) else { continue }
             if present[index] {
                 supersede(index)   // a restarted process's stale relay (Rejoin.swift)
             }
@@ -60,7 +60,7 @@ extension ServerEngine {
                 return progress
             }
             freed[index] = false   // the dead sender reads no more releases
-            lastSequence[s] = max(lastSequence[s], header.id.sequence)
+            lastSequence[s] = MessageID.newest(lastSequence[s], header.id.sequence)
             progress = true
         }
         return progress
@@ -118,9 +118,9 @@ extension ServerEngine {
                 for q in layout.members(of: MessageSlot.destination(staged, j)) where q != me && !crashed.contains(q) {
                     let r = peer(server: q)
                     let cell = (s * layout.servers.count + r) * layout.slots + k
-                    guard relayHandled[cell] < seq else { continue }
+                    guard MessageID.isNewer(seq, than: relayHandled[cell]) else { continue }
                     let request = RemoteMemory.loadAcquiring(ring + layout.relayRequestOffset(sender: s, server: r, slot: k))
-                    guard request != 0, request - 1 < seq else { continue }   // not asked yet, or it has it
+                    guard request != 0, MessageID.isNewer(seq, than: request - 1) else { continue }   // not asked yet, or it has it
                     guard outbox.hasRoom(r) else {
                         relayPassDue = true
                         continue
@@ -146,7 +146,7 @@ extension ServerEngine {
     /// after the message was delivered needs its body all the same, to re-propose its value.
     func wantRelay(_ index: Int, _ id: MessageID) {
         guard isRestartedIncarnation, let s = layout.senderIndexOf[id.sender], senderCrashed[s] else { return }
-        guard index < relayWanted.count, relayWanted[index] < id.sequence else { return }
+        guard index < relayWanted.count, MessageID.isNewer(id.sequence, than: relayWanted[index]) else { return }
         relayWanted[index] = id.sequence
         relayPassDue = true
     }

@@ -43,6 +43,7 @@ extension ServerEngine {
         let awaited = members[layout.leaderMember(of: group, ballot: expected)]
         let gone = crashed.contains(awaited)
         guard gone || now &- heartbeatChangedAt > layout.config.failureTimeout else { return false }
+        guard hasBallotsLeft(after: expected) else { return false }
         var next = Ballot(expected.rawValue + 1)
         var tries = 0
         while crashed.contains(members[layout.leaderMember(of: group, ballot: next)]), tries < members.count {
@@ -53,6 +54,17 @@ extension ServerEngine {
         heartbeatChangedAt = now
         if layout.leaderMember(of: group, ballot: next) == member { return startRecovery(next) }
         return false
+    }
+
+    /// Whether the ballots after `b` that a candidate may pick (up to two group sizes on) fit in 32
+    /// bits. If not, this process starts no ballot and says so in ``ballotsExhausted``: its group
+    /// then stops changing leaders instead of wrapping to ballots that read as stale.
+    func hasBallotsLeft(after b: Ballot) -> Bool {
+        guard b.rawValue <= UInt32.max - 2 * UInt32(layout.groupSize(group)) else {
+            ballotsExhausted = true
+            return false
+        }
+        return true
     }
 
     /// The driver reports that `node` is gone (its connection died and cannot be re-established).

@@ -67,12 +67,12 @@ extension ServerEngine {
         let ts = timestamps[k]
         guard !ts.isNone else { return false }
         let h = dsts[k]
-        let want = AckWord.pack(tsBallots[k], ts)
+        let want = AckCell(tsBallots[k], ts.rawValue)
         let slotBase = layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots)
         let leader = leaderPeer(of: h)
         var votes = 1   // the leader's proposal
         for q in layout.servers(of: h) where q != leader {
-            if RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, server: q)) == want {
+            if AckCell.load(ring + layout.ackOffset(slotOffset: slotBase, server: q)) == want {
                 votes += 1
             }
         }
@@ -87,8 +87,7 @@ extension ServerEngine {
         let ballot = groupBallots[Int(h.rawValue)]
         let leader = leaderPeer(of: h)
         for q in layout.servers(of: h) where q != leader {
-            let word = RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, server: q))
-            if word != 0, AckWord.isUnder(ballot, word) { votes += 1 }
+            if AckCell.load(ring + layout.ackOffset(slotOffset: slotBase, server: q)).isUnder(ballot) { votes += 1 }
         }
         return votes >= layout.f(of: h) + 1
     }
@@ -118,8 +117,8 @@ extension ServerEngine {
     /// The clock that member `q` published in its clock cell under this ballot, if any.
     @inline(__always)
     private func publishedClock(of q: Int) -> UInt64? {
-        let word = RemoteMemory.loadAcquiring(ring + layout.clockCellOffset(server: q))
-        return AckWord.isUnder(groupBallots[Int(group.rawValue)], word) ? AckWord.value(word) : nil
+        let cell = AckCell.load(ring + layout.clockCellOffset(server: q))
+        return cell.isUnder(groupBallots[Int(group.rawValue)]) ? cell.value : nil
     }
 
     /// The delivery watermark W (a clock value): this group's future timestamps, under this ballot or
@@ -187,8 +186,7 @@ extension ServerEngine {
     @discardableResult
     private func publishClock() -> Bool {
         guard hasRoom(inGroup: group) else { return false }
-        storeWord(AckWord.pack(groupBallots[Int(group.rawValue)], Timestamp(rawValue: clock)),
-                  at: layout.clockCellOffset(server: serverIndex), inGroup: group)
+        storeCell(AckCell(groupBallots[Int(group.rawValue)], clock), at: layout.clockCellOffset(server: serverIndex), inGroup: group)
         publishedClock = clock
         stats.clockPublications += 1
         return true

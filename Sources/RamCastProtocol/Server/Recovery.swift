@@ -57,7 +57,7 @@ extension ServerEngine {
     func resetLog(_ h: GroupID) {
         let size = layout.logCapacity * Layout.logEntrySize
         (log + Int(h.rawValue) * size).initializeMemory(as: UInt8.self, repeating: 0, count: size)
-        logNext[Int(h.rawValue)] = 1
+        logNext[Int(h.rawValue)] = layout.firstLogPosition
     }
 
     // MARK: - Everyone: accepting a 1A
@@ -167,7 +167,7 @@ extension ServerEngine {
         } else if candidate != me {
             send1B(to: candidate, h: h, recovered: recovered, entries: [])
             if amLeader {
-                leaderSeq[hi] = 0
+                leaderSeq[hi] = layout.firstLogPosition &- 1
                 leaderReady[hi] = true
                 resendProposals(to: h)
             }
@@ -186,7 +186,7 @@ extension ServerEngine {
     /// Records a value accepted for a message this process may not hold (yet), kept across log resets.
     private func rememberAccepted(_ e: Entry) {
         if let have = acceptedElsewhere[e.index] {
-            if e.id.sequence < have.id.sequence { return }
+            if MessageID.isNewer(have.id.sequence, than: e.id.sequence) { return }
             if e.id == have.id, have.tsBallot >= e.tsBallot { return }
         }
         acceptedElsewhere[e.index] = (e.id, e.ts, e.tsBallot)
@@ -195,7 +195,7 @@ extension ServerEngine {
     /// The remembered accepted values still about the newest message of their slot.
     private func acceptedValues() -> [Entry] {
         acceptedElsewhere = acceptedElsewhere.filter { index, v in
-            !((present[index] || delivered[index]) && ids[index].sequence > v.id.sequence)
+            !((present[index] || delivered[index]) && MessageID.isNewer(ids[index].sequence, than: v.id.sequence))
         }
         return acceptedElsewhere.sorted { $0.key < $1.key }.map { ($0.key, $0.value.id, $0.value.ts, $0.value.tsBallot, false) }
     }
@@ -255,7 +255,7 @@ extension ServerEngine {
         var bySlot: [Int: Entry] = [:]
         for e in all {
             if let have = bySlot[e.index] {
-                if e.id.sequence < have.id.sequence { continue }
+                if MessageID.isNewer(have.id.sequence, than: e.id.sequence) { continue }
                 if e.id == have.id, e.ts.isNone || (!have.ts.isNone && have.tsBallot >= e.tsBallot) { continue }
             }
             bySlot[e.index] = e
@@ -329,11 +329,11 @@ extension ServerEngine {
         for (e, held) in entries {
             if let have = r.bag[e.index], have.id == e.id {
                 if held { r.bodyHeld[e.index] = true }
-            } else if r.bag[e.index].map({ e.id.sequence > $0.id.sequence }) ?? true {
+            } else if r.bag[e.index].map({ MessageID.isNewer(e.id.sequence, than: $0.id.sequence) }) ?? true {
                 r.bodyHeld[e.index] = held
             }
             if let have = r.bag[e.index] {
-                if e.id.sequence < have.id.sequence { continue }
+                if MessageID.isNewer(have.id.sequence, than: e.id.sequence) { continue }
                 if e.id == have.id && (e.ts.isNone || have.tsBallot >= e.tsBallot) { continue }
                 if e.id != have.id || !e.ts.isNone { r.bag[e.index] = (e.id, e.ts, e.tsBallot) }
             } else {
@@ -436,7 +436,7 @@ extension ServerEngine {
 
     /// The slot took a newer message since `id`: every member of this group delivered `id`.
     func holdsNewer(_ index: Int, than id: MessageID) -> Bool {
-        (present[index] || delivered[index]) && ids[index].sender == id.sender && ids[index].sequence > id.sequence
+        (present[index] || delivered[index]) && ids[index].sender == id.sender && MessageID.isNewer(ids[index].sequence, than: id.sequence)
     }
 
     /// Phase 2: with a quorum of every group heard, the clock passes every timestamp and clock
@@ -457,9 +457,9 @@ extension ServerEngine {
         }
         for h in 0..<layout.groupCount where h != g {
             leaderReady[h] = r.responded[layout.serverIndexOf[leader(of: GroupID(UInt8(h)))]!]
-            leaderSeq[h] = 0
+            leaderSeq[h] = layout.firstLogPosition &- 1
         }
-        followerSeq = 0
+        followerSeq = layout.firstLogPosition &- 1
         let maxDst = layout.maxDestinations
         let b = groupBallots[g]
         // What this leader delivered already: a member that restarted releases it undelivered.
@@ -513,14 +513,24 @@ extension ServerEngine {
     private func lateResponder(_ s: Int) {
         let q = layout.servers[s]
         if layout.groupOf[q] == group, let m = layout.memberIndexOf[q], m != member {
-            if followerSeq > 0, Int(followerSeq) <= layout.logCapacity {
-                let offset = layout.logOffset(group: group, seq: 1)
+            let first = layout.firstLogPosition
+            let count = Int(followerSeq &- (first &- 1))
+            if count > 0, count <= layout.logCapacity {
+                // The stream so far is `count` cells from `first`'s, wrapping at the end of the log.
+                let cell = Int((first &- 1) % UInt64(layout.logCapacity))
+                let head = min(count, layout.logCapacity - cell)
+                let offset = layout.logOffset(group: group, seq: first)
                 outbox.enqueue(peer(server: q), region: Layout.logRegion, offset: offset, source: log + offset,
-                               length: Int(followerSeq) * Layout.logEntrySize)
+                               length: head * Layout.logEntrySize)
+                if count > head {
+                    let rest = layout.logOffset(group: group, seq: first &+ UInt64(head))
+                    outbox.enqueue(peer(server: q), region: Layout.logRegion, offset: rest, source: log + rest,
+                                   length: (count - head) * Layout.logEntrySize)
+                }
             }
             followerReady[m] = true
         } else if let h = layout.groupOf[q], leader(of: h) == q {
-            leaderSeq[Int(h.rawValue)] = 0
+            leaderSeq[Int(h.rawValue)] = layout.firstLogPosition &- 1
             leaderReady[Int(h.rawValue)] = true
             resendProposals(to: h)
         }
@@ -547,7 +557,7 @@ extension ServerEngine {
         // A candidate's 1A may not have reached a peer that restarted since (it was written to
         // the live processes only).
         let issued = recovery.map { $0.ballot } ?? groupBallots[g]
-        if groupLeaders[g] == member || recovery != nil, issued != Ballot(UInt32(layout.members(of: group).count)) {
+        if groupLeaders[g] == member || recovery != nil, issued != layout.initialBallot(group) {
             // A 1A lost with the connection: the peer must still learn who leads this group now
             // (a deposed leader in particular, whose refused write broke this very connection).
             let value = UInt64(issued.rawValue)
@@ -564,16 +574,16 @@ extension ServerEngine {
         for index in 0..<present.count where present[index] || (restarted && delivered[index]) {
             guard destinationIndex(index, group) != nil, let jq = destinationIndex(index, qGroup) else { continue }
             let peerSlot = (index / layout.slots) * layout.slots + Int(slotNumbers[index * maxDst + jq])
-            if let other = newest[peerSlot], ids[other].sequence > ids[index].sequence { continue }
+            if let other = newest[peerSlot], MessageID.isNewer(ids[other].sequence, than: ids[index].sequence) { continue }
             newest[peerSlot] = index
         }
         for (peerSlot, index) in newest.sorted(by: { $0.key < $1.key }) {
             let k = index * maxDst + destinationIndex(index, group)!
             guard !timestamps[k].isNone, outbox.hasRoom(p) else { continue }
-            let word = AckWord.pack(tsBallots[k], timestamps[k])
+            let cell = AckCell(tsBallots[k], timestamps[k].rawValue)
             let offset = layout.ackOffset(slotOffset: layout.slotOffset(sender: peerSlot / layout.slots, slot: peerSlot % layout.slots),
                                           server: serverIndex)
-            outbox.enqueue(p, region: Layout.ringRegion, offset: offset, length: 8) { $0.storeBytes(of: word, as: UInt64.self) }
+            outbox.enqueue(p, region: Layout.ringRegion, offset: offset, length: AckCell.size) { cell.encode(into: $0) }
         }
     }
 }

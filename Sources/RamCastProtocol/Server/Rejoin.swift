@@ -83,7 +83,7 @@ extension ServerEngine {
         let index = Int(e.sender) * layout.slots + Int(e.slot)
         guard index < present.count,
               !((present[index] || delivered[index]) && ids[index].sender == e.message.sender
-                && ids[index].sequence > e.message.sequence) else { return }
+                && MessageID.isNewer(ids[index].sequence, than: e.message.sequence)) else { return }
         if dropIDs[index] == 0 { dropCount += 1 }
         dropIDs[index] = e.message.rawValue
     }
@@ -190,6 +190,7 @@ extension ServerEngine {
             let s = layout.serverIndex(group: group, member: m)
             let word = RemoteMemory.loadAcquiring(ring + layout.rejoinRequestOffset(server: s))
             guard UInt32(truncatingIfNeeded: word) == b.rawValue else { continue }
+            guard hasBallotsLeft(after: b) else { return false }
             return startRecovery(Ballot(b.rawValue + UInt32(layout.groupSize(group))), awaiting: [s])
         }
         return false

@@ -107,11 +107,12 @@ public final class ServerEngine {
     let pendingList: FixedList<Int32>       // present, not yet ordered
     let heap: OrderHeap
 
-    // Step 2 (leader): the next sequence number for its followers, and for each other group's leader.
-    var followerSeq: UInt32 = 0
-    let leaderSeq: FixedTable<UInt32>
-    // Step 3: per group, the next sequence number expected in log[g].
-    let logNext: FixedTable<UInt32>
+    // Step 2 (leader): the last log position written to its followers, and to each other group's
+    // leader (64 bits, never wrapping: see ``Layout/logOffset(group:seq:)``).
+    var followerSeq: UInt64 = 0
+    let leaderSeq: FixedTable<UInt64>
+    // Step 3: per group, the next log position expected in log[g].
+    let logNext: FixedTable<UInt64>
 
     // The delivery watermark (Ordering.swift), all about this process's own group and the ballot it
     // accepts writes under, all clock counters.
@@ -153,6 +154,9 @@ public final class ServerEngine {
     /// A write of this process as leader was refused (its permission revoked by a newer ballot):
     /// it stopped leading, and follows once the newer 1A is in its memory.
     public internal(set) var deposed = false
+    /// This group's ballots reached the end of their 32 bits (more than 13 leader changes per second
+    /// for 10 years): this process starts no further ballot. A driver reports it as a fault.
+    public internal(set) var ballotsExhausted = false
     var recovery: Recovery? { unsafeAddress { recoveryCell.readAddress } unsafeMutableAddress { recoveryCell.address } }
     let recoveryCell = FixedCell<Recovery?>(nil)
     /// Per member of this group (leader side): whether it is ready for this leader's stream.
@@ -247,7 +251,7 @@ public final class ServerEngine {
         self.log = log
         self.recoveryScratch = recoveryScratch
         let groups = layout.groupCount
-        groupBallots = FixedTable(layout.config.groups.map { Ballot(UInt32($0.count)) })
+        groupBallots = FixedTable((0..<layout.groupCount).map { layout.initialBallot(GroupID(UInt8($0))) })
         groupLeaders = FixedTable(repeating: 0, count: groups)
         let senders = layout.config.senders.count
         let entries = senders * layout.slots
@@ -264,8 +268,10 @@ public final class ServerEngine {
         ordered = FixedTable(repeating: false, count: entries)
         pendingList = FixedList(capacity: entries)
         heap = OrderHeap(capacity: entries)
-        leaderSeq = FixedTable(repeating: 0, count: groups)
-        logNext = FixedTable(repeating: 1, count: groups)
+        leaderSeq = FixedTable(repeating: layout.firstLogPosition &- 1, count: groups)
+        logNext = FixedTable(repeating: layout.firstLogPosition, count: groups)
+        followerSeq = layout.firstLogPosition &- 1
+        clockCell.address.pointee = layout.config.counterStart.clock
         released = FixedTable(repeating: 0, count: senders)
         freed = FixedTable(repeating: false, count: entries)
         releasePending = FixedTable(repeating: false, count: senders)
@@ -408,6 +414,9 @@ public final class ServerEngine {
 /// The top byte of a write id says why the engine posted it.
 enum WriteTag {
     static let fastPath: UInt64 = 1
+    /// Table indices a fast-path id can name (24 bits); ``ProtocolConfig/validate()`` keeps
+    /// senders × slotsPerRing within it, so no two messages' ids alias.
+    static let tableIndexLimit = 1 << 24
     /// `tag:8 | table index:24 | low 32 bits of the message's sequence number`.
     static func fastPath(_ index: Int, _ message: MessageID) -> UInt64 {
         fastPath << 56 | UInt64(index & 0xFF_FFFF) << 32 | (message.sequence & 0xFFFF_FFFF)
@@ -485,13 +494,18 @@ extension ServerEngine: CustomDebugStringConvertible {
             let base = layout.slotOffset(sender: i / layout.slots, slot: i % layout.slots)
             for j in 0..<Int(dstCount[i]) {
                 let words = layout.members(of: dsts[i * maxDst + j]).map { q in
-                    String(RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: base, server: layout.serverIndexOf[q]!)), radix: 16)
+                    let c = AckCell.load(ring + layout.ackOffset(slotOffset: base, server: layout.serverIndexOf[q]!))
+                    return "\(c.ballot.rawValue):\(Timestamp(rawValue: c.value))\(c.isIntact ? "" : "?")"
                 }
-                s += "    acks[\(j)] \(words) want \(String(AckWord.pack(tsBallots[i * maxDst + j], timestamps[i * maxDst + j]), radix: 16))\n"
+                s += "    acks[\(j)] \(words) want \(tsBallots[i * maxDst + j].rawValue):\(timestamps[i * maxDst + j])\n"
             }
         }
         s += "  ordered heap: \(heap.count)\(heap.top.map { " top \(Timestamp(rawValue: $0.ts))" } ?? "")"
-        s += " clock cells \(layout.servers(of: group).map { String(RemoteMemory.loadAcquiring(ring + layout.clockCellOffset(server: $0)), radix: 16) })\n"
+        let cells = layout.servers(of: group).map { q -> String in
+            let c = AckCell.load(ring + layout.clockCellOffset(server: q))
+            return "\(c.ballot.rawValue):\(c.value)\(c.isIntact ? "" : "?")"
+        }
+        s += " clock cells \(cells)\n"
         for p in 0..<outbox.peers where outbox.pending(p) > 0 || outbox.enqueued(p) != outbox.retired(p) {
             s += "  outbox peer \(p): enqueued \(outbox.enqueued(p)) posted \(outbox.posted(p)) retired \(outbox.retired(p))\n"
         }

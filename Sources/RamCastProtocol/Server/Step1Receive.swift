@@ -20,10 +20,10 @@ extension ServerEngine {
                 // Bodies stay in their slots after release, so an idle ring shows the last message
                 // taken: its id says so without checksumming it again on every poll.
                 let id = MessageID(rawValue: UInt64(littleEndian: RemoteMemory.loadAcquiring(base)))
-                guard id.sequence > lastSequence[sender] else { break }
+                guard MessageID.isNewer(id.sequence, than: lastSequence[sender]) else { break }
                 guard let header = MessageSlot.read(base, layout: layout) else { break }
                 // A relay of a message already taken (and perhaps delivered) is not a new message.
-                guard header.id.sender == layout.config.senders[sender], header.id.sequence > lastSequence[sender],
+                guard header.id.sender == layout.config.senders[sender], MessageID.isNewer(header.id.sequence, than: lastSequence[sender]),
                       holdsOwnSlot(base, header, slot: slot) else { break }
                 guard take(index, base: base, header: header) else { return progress }
                 lastSequence[sender] = header.id.sequence

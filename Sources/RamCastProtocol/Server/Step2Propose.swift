@@ -57,14 +57,14 @@ extension ServerEngine {
         return true
     }
 
-    /// Writes `word` at `offset` of the ring region of every member of `h`: a release-store here,
-    /// an inline write to the others (acks, clock cells).
-    func storeWord(_ word: UInt64, at offset: Int, inGroup h: GroupID) {
+    /// Writes `cell` at `offset` of the ring region of every member of `h`: release-stores here,
+    /// a write to the others (acks, clock cells).
+    func storeCell(_ cell: AckCell, at offset: Int, inGroup h: GroupID) {
         for q in layout.servers(of: h) {
             if q == serverIndex {
-                RemoteMemory.storeReleasing(word, at: ring + offset)
+                cell.storeReleasing(at: ring + offset)
             } else {
-                outbox.enqueue(q, region: Layout.ringRegion, offset: offset, length: 8) { $0.storeBytes(of: word, as: UInt64.self) }
+                outbox.enqueue(q, region: Layout.ringRegion, offset: offset, length: AckCell.size) { cell.encode(into: $0) }
             }
         }
     }

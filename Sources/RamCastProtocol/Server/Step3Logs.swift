@@ -154,7 +154,7 @@ extension ServerEngine {
     private func isObsolete(_ e: LogEntry) -> Bool {
         let index = Int(e.sender) * layout.slots + Int(e.slot)
         return index < present.count && (present[index] || delivered[index]) && ids[index].sender == e.message.sender
-            && ids[index].sequence > e.message.sequence
+            && MessageID.isNewer(ids[index].sequence, than: e.message.sequence)
     }
 
     /// The table index of the entry's message, if its body is here (or was: after a leader change,
@@ -203,11 +203,11 @@ extension ServerEngine {
     private func ack(_ e: LogEntry, _ index: Int) {
         let maxDst = layout.maxDestinations
         let sender = index / layout.slots
-        let word = AckWord.pack(e.tsBallot, e.timestamp)
+        let cell = AckCell(e.tsBallot, e.timestamp.rawValue)
         for j in 0..<Int(dstCount[index]) {
             let slot = Int(slotNumbers[index * maxDst + j])
             let offset = layout.ackOffset(slotOffset: layout.slotOffset(sender: sender, slot: slot), server: serverIndex)
-            storeWord(word, at: offset, inGroup: dsts[index * maxDst + j])
+            storeCell(cell, at: offset, inGroup: dsts[index * maxDst + j])
         }
         tracer?.acked(e, by: me)
         stats.acks += 1

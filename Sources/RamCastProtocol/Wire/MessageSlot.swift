@@ -85,16 +85,60 @@ public enum MessageSlot {
     }
 }
 
-/// An ack: the (ballot, timestamp) a follower accepted, packed in one 8-byte word so it appears
-/// atomically: `ballot:16 | timestamp:48`. Zero means "no ack".
-public enum AckWord {
-    @inlinable public static func pack(_ ballot: Ballot, _ ts: Timestamp) -> UInt64 {
-        UInt64(ballot.rawValue & 0xFFFF) << 48 | (ts.rawValue & 0xFFFF_FFFF_FFFF)
+/// An ack or a clock cell: a (ballot, value) pair that one group member writes in one 16-byte write,
+/// `[value:u64 | ballot:u32 | check:u32]`. In an ack the value is the timestamp the follower accepted
+/// and the ballot the one it was proposed under; in a clock cell, the member's clock and its ballot.
+///
+/// Full widths: with `ballot:16 | timestamp:48` in one word, a cell 65,536 ballots stale passed for
+/// the current ballot, acks compared only 40 bits of clock, and a clock cell's clock wrapped at 2⁴⁸
+/// (326 days at 10M timestamps/s) and stalled delivery. `check` binds the two words: a write torn
+/// between them, or a zeroed cell, fails it, so a reader never pairs one write's ballot with
+/// another's value.
+public struct AckCell: Hashable, Sendable {
+    public static let size = 16
+    public var value: UInt64
+    /// `ballot | check << 32`.
+    public var tail: UInt64
+
+    @inlinable public init(_ ballot: Ballot, _ value: UInt64) {
+        self.value = value
+        tail = UInt64(ballot.rawValue) | UInt64(Self.check(ballot.rawValue, value)) << 32
     }
-    /// Whether `word` was packed under `ballot` (its low 16 bits, all the word keeps).
-    @inlinable public static func isUnder(_ ballot: Ballot, _ word: UInt64) -> Bool {
-        word >> 48 == UInt64(ballot.rawValue & 0xFFFF)
+
+    @inlinable @inline(__always) public init(value: UInt64, tail: UInt64) {
+        self.value = value
+        self.tail = tail
     }
-    /// The 48-bit value packed in `word`.
-    @inlinable public static func value(_ word: UInt64) -> UInt64 { word & 0xFFFF_FFFF_FFFF }
+
+    @inlinable public var ballot: Ballot { Ballot(UInt32(truncatingIfNeeded: tail)) }
+    /// Both words come from one write of a pair (not a zeroed cell, not torn).
+    @inlinable public var isIntact: Bool { UInt32(truncatingIfNeeded: tail >> 32) == Self.check(ballot.rawValue, value) }
+    /// Whether the cell holds an intact pair of ballot `b`.
+    @inlinable public func isUnder(_ b: Ballot) -> Bool { isIntact && ballot == b }
+
+    /// A mix of both fields (the SplitMix64 finalizer), never 0 for the zeroed cell.
+    @inlinable public static func check(_ ballot: UInt32, _ value: UInt64) -> UInt32 {
+        var z = value &+ (UInt64(ballot) &+ 1) &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return UInt32(truncatingIfNeeded: (z ^ (z >> 31)) >> 16) | 1
+    }
+
+    /// Reads the cell at `p` (remote memory: acquiring loads).
+    @inlinable public static func load(_ p: UnsafeRawPointer) -> AckCell {
+        AckCell(value: UInt64(littleEndian: RemoteMemory.loadAcquiring(p)),
+                tail: UInt64(littleEndian: RemoteMemory.loadAcquiring(p + 8)))
+    }
+
+    /// Writes the cell into a write's source (an outbox cell).
+    @inlinable public func encode(into p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: value.littleEndian, as: UInt64.self)
+        (p + 8).storeBytes(of: tail.littleEndian, as: UInt64.self)
+    }
+
+    /// Stores the cell into this process's own memory, where its poller reads it.
+    @inlinable public func storeReleasing(at p: UnsafeMutableRawPointer) {
+        RemoteMemory.storeReleasing(value.littleEndian, at: p)
+        RemoteMemory.storeReleasing(tail.littleEndian, at: p + 8)
+    }
 }

@@ -47,7 +47,7 @@ extension ServerEngine {
                 guard !fixes.contains(.timestampsPresent), acksAlone(index, j, h) else { return nil }
                 continue
             }
-            if count == 1, h == group, isLeader, layout.config.singleGroupFastPath, Int(fastPathAcks[index]) >= layout.f(of: h) {
+            if count == 1, h == group, isLeader, layout.config.singleGroupFastPath, Int(fastPathAcks[index]) >= layout.quorum(of: h) - 1 {
                 stats.fastPathOrders += 1
                 // f followers have the write landed, and report it (and the recovery marker before
                 // it) in any later 1B: as good as f acks for the watermark.
@@ -76,7 +76,7 @@ extension ServerEngine {
                 votes += 1
             }
         }
-        return votes >= layout.f(of: h) + 1
+        return votes >= layout.quorum(of: h)
     }
 
     /// Without the §10.2 fix only (the paper's Task 5): f+1 votes under h's current ballot, whatever
@@ -90,7 +90,7 @@ extension ServerEngine {
             let word = RemoteMemory.loadAcquiring(ring + layout.ackOffset(slotOffset: slotBase, server: q))
             if word != 0, AckWord.isUnder(ballot, word) { votes += 1 }
         }
-        return votes >= layout.f(of: h) + 1
+        return votes >= layout.quorum(of: h)
     }
 
     /// This process has the recovery section of the own-group ballot it follows (the initial
@@ -146,7 +146,7 @@ extension ServerEngine {
         guard target > w else { return w }
         let leader = leaderPeer(of: group)
         let cap = isLeader ? clock : streamMax
-        let need = layout.f(of: group)
+        let need = layout.quorum(of: group) - 1   // followers; the leader's vote is implied
         guard need > 0 else { return max(w, cap) }
         // The largest value v that at least f followers' cells reach (the groups are small).
         var best: UInt64 = 0

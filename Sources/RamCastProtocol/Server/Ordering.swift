@@ -44,8 +44,12 @@ extension ServerEngine {
             let h = dsts[k]
             if ts.isNone {
                 // §10.2: without the timestamp, acks alone must not order the message.
+                #if DEBUG
                 guard !fixes.contains(.timestampsPresent), acksAlone(index, j, h) else { return nil }
                 continue
+                #else
+                return nil
+                #endif
             }
             if count == 1, h == group, isLeader, layout.config.singleGroupFastPath, Int(fastPathAcks[index]) >= layout.quorum(of: h) - 1 {
                 stats.fastPathOrders += 1
@@ -79,8 +83,9 @@ extension ServerEngine {
         return votes >= layout.quorum(of: h)
     }
 
+    #if DEBUG
     /// Without the §10.2 fix only (the paper's Task 5): f+1 votes under h's current ballot, whatever
-    /// timestamp they ack.
+    /// timestamp they ack. Debug builds only: it exists to show the failure the fix prevents.
     private func acksAlone(_ index: Int, _ j: Int, _ h: GroupID) -> Bool {
         let slotBase = layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots)
         var votes = 1
@@ -92,6 +97,7 @@ extension ServerEngine {
         }
         return votes >= layout.quorum(of: h)
     }
+    #endif
 
     /// This process has the recovery section of the own-group ballot it follows (the initial
     /// ballot has none to have).

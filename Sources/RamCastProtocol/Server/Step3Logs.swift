@@ -34,7 +34,9 @@ extension ServerEngine {
             }
         } else {
             let g = Int(group.rawValue)
+            #if DEBUG
             if !fixes.contains(.sequenceOrder) { progress = applyDeferred() }
+            #endif
             while let entry = nextEntry(group) {
                 if entry.kind == .settled {
                     if rejoining { noteSettled(entry) }
@@ -65,11 +67,15 @@ extension ServerEngine {
                         continue
                     }
                     wantRelay(entry)
-                    if fixes.contains(.sequenceOrder) { break }
-                    // The paper's final version: skip an entry whose body is missing, come back later.
-                    deferredEntries.append(entry)
-                    logNext[g] &+= 1
-                    continue
+                    #if DEBUG
+                    if !fixes.contains(.sequenceOrder) {
+                        // The paper's final version: skip an entry whose body is missing, come back later.
+                        deferredEntries.append(entry)
+                        logNext[g] &+= 1
+                        continue
+                    }
+                    #endif
+                    break
                 }
                 if entry.kind == .proposal {
                     guard hasRoomToAck(index) else { break }
@@ -87,7 +93,8 @@ extension ServerEngine {
         return progress
     }
 
-    /// Without the §10.1 fix only: applies skipped entries whose body has arrived since.
+    #if DEBUG
+    /// Without the §10.1 fix only (debug builds): applies skipped entries whose body has arrived since.
     private func applyDeferred() -> Bool {
         var progress = false
         var i = 0
@@ -105,6 +112,7 @@ extension ServerEngine {
         }
         return progress
     }
+    #endif
 
     /// The leader's values only grow along its stream: what was processed here bounds what comes.
     @inline(__always)

@@ -157,12 +157,22 @@ extension ServerEngine {
         return e
     }
 
-    /// Whether the entry names an older message than the one its slot holds now.
+    /// Whether the entry names an older message than the one its slot holds now, or than the one a
+    /// recovery section listed as settled there (a restarted process that never got that body): the
+    /// group delivered it before this process's cut. Another group's leader re-sends its timestamps
+    /// of such a message to a new leader of this group; one that took it for new would fetch its
+    /// body (a crashed sender's, by relay) and order it a second time at a fresh timestamp, once
+    /// every member that had delivered it was gone (seed 409 of `ramcast-sim --cycles`).
     @inline(__always)
     private func isObsolete(_ e: LogEntry) -> Bool {
         let index = Int(e.sender) * layout.slots + Int(e.slot)
-        return index < present.count && (present[index] || delivered[index]) && ids[index].sender == e.message.sender
-            && ids[index].sequence > e.message.sequence
+        guard index < present.count else { return false }
+        if (present[index] || delivered[index]) && ids[index].sender == e.message.sender && ids[index].sequence > e.message.sequence {
+            return true
+        }
+        guard dropCount > 0, dropIDs[index] != 0 else { return false }
+        let settled = MessageID(rawValue: dropIDs[index])
+        return settled.sender == e.message.sender && settled.sequence > e.message.sequence
     }
 
     /// The table index of the entry's message, if its body is here (or was: after a leader change,

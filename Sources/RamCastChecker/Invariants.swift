@@ -66,6 +66,24 @@ extension CheckRun {
 
     // I3
     mutating func checkLeaderSequences(ballots: [GroupBallot], byBallot: [GroupBallot: [Int]]) {
+        // Per (group, message, ts): the first ballot that proposed it. A recovery section re-proposes
+        // values of older ballots unchanged, and two of them can be equal: a value proposed to a
+        // minority in ballot b, and the same counter given afresh to another message in b+1 by a
+        // leader whose quorum never saw the first (docs/failure-handling.md, "Equal final
+        // timestamps"). Ties are broken by message id (I2), so only such re-proposals may tie.
+        struct Value: Hashable {
+            var group: GroupID
+            var message: MessageID
+            var timestamp: Timestamp
+        }
+        var firstBallot: [Value: Ballot] = [:]
+        for w in history.leaderWrites where w.isProposal {
+            let v = Value(group: w.group, message: w.message, timestamp: w.timestamp)
+            if firstBallot[v].map({ w.ballot < $0 }) ?? true { firstBallot[v] = w.ballot }
+        }
+        func reproposes(_ w: History.LeaderWrite) -> Bool {
+            firstBallot[Value(group: w.group, message: w.message, timestamp: w.timestamp)].map { $0 < w.ballot } ?? false
+        }
         for key in ballots {
             let indices = byBallot[key]!
             let location = "group \(key.group), ballot \(key.ballot)"
@@ -83,11 +101,14 @@ extension CheckRun {
                     "\(location): leader write seq \(problem): \(writeText(cur)) follows \(writeText(prev))",
                     messages: [prev.message, cur.message])
             }
-            // Own proposals: ts strictly increasing in seq order; one ts per message.
+            // Own proposals: ts strictly increasing in seq order (equal only between re-proposals of
+            // older ballots' values); one ts per message.
             let proposals = sortedBySequence(indices).filter(\.isProposal)
             var firstProposal: [MessageID: History.LeaderWrite] = [:]
             for (k, w) in proposals.enumerated() {
-                if k > 0, proposals[k - 1].timestamp >= w.timestamp {
+                if k > 0, proposals[k - 1].timestamp > w.timestamp
+                    || (proposals[k - 1].timestamp == w.timestamp && !(reproposes(w) && reproposes(proposals[k - 1])))
+                {
                     let prev = proposals[k - 1]
                     add(
                         .leaderSequence,

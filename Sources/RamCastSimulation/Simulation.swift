@@ -30,7 +30,13 @@ public enum Simulation {
         /// Senders to crash, and when.
         public var senderCrashes: [(sender: Int, atStep: Int)] = []
         /// Crashed group members that restart with empty memory, and how many steps after their crash.
+        /// A member listed more than once (``cycles``) restarts after each of its crashes in turn.
         public var restarts: [(member: Int, afterSteps: Int)] = []
+        /// Repeated crash–restart cycles (``Simulation/run(seed:crashes:restarts:cycles:)``): a member
+        /// may be listed in `crashes` more than once, and a group more than f times. A crash that
+        /// would leave more than f members of its group down at once (crashed, or restarted and not
+        /// yet taken back in) waits until one is back.
+        public var cycles = false
         /// Whether leaders use the single-group fast path. Its agreement is uniform only while
         /// senders do not crash (``ProtocolConfig/singleGroupFastPath``), so it is drawn only then.
         public var fastPath = false
@@ -45,6 +51,7 @@ public enum Simulation {
                 + (senderCrashes.isEmpty ? "" : ", sender crashes \(senderCrashes.map { "s\($0.sender)@\($0.atStep)" })")
                 + (restarts.isEmpty ? "" : ", restarts \(restarts.map { "\($0.member)+\($0.afterSteps)" })")
                 + (nearLimits ? ", counters near their limits" : "")
+                + (cycles ? ", cycles" : "")
         }
 
         /// Draws a shape: mostly groups of 3, sometimes 1 or 5; small rings and send queues, so that
@@ -98,6 +105,10 @@ public enum Simulation {
         /// Set when the run did not reach quiescence within its step budget (a liveness failure).
         public var stalled: String?
         public var writesPerRole: [String: Double]
+        /// Crashes and restarts that happened, per group member (index into the members, group by
+        /// group): with cycles, one member can crash several times, a group more than f times.
+        public var crashesPerMember: [Int: Int] = [:]
+        public var restartsDone = 0
 
         public var passed: Bool { report.isClean && stalled == nil }
 
@@ -113,7 +124,10 @@ public enum Simulation {
     /// senders also crash.
     /// With `restarts` (and `crashes`), half of the crashed members restart with empty memory.
     /// With `nearLimits`, every counter starts just below the limit it used to wrap at.
-    public static func run(seed: UInt64, crashes: Bool = false, restarts: Bool = false, nearLimits: Bool = false) throws -> Outcome {
+    /// With `cycles` (and `restarts`), members crash again after they came back, and other members of
+    /// their group after them: over the run a member can go through several crash–restart cycles
+    /// and a group can lose more than f members, never more than f at once.
+    public static func run(seed: UInt64, crashes: Bool = false, restarts: Bool = false, nearLimits: Bool = false, cycles: Bool = false) throws -> Outcome {
         var rng = SplitMix64(seed: seed)
         var shape = Shape.random(&rng, crashes: crashes)
         shape.nearLimits = nearLimits
@@ -123,7 +137,30 @@ public enum Simulation {
         for (member, _) in shape.crashes where restarts && restartRNG.next() % 2 == 0 {
             shape.restarts.append((member, 1 + Int(restartRNG.next() % 4000)))
         }
+        if cycles && restarts && crashes { drawCycles(&shape, seed: seed) }
         return try run(seed: seed, shape: shape, rng: &rng)
+    }
+
+    /// Adds crash–restart cycles to a crash schedule, from a generator of their own (the rest of the
+    /// seed's schedule stays as without them): the first crashes that did not restart do so with
+    /// probability 1/2, and every group that tolerates a crash gets 1 to 3 more crashes of random
+    /// members (the same one again, often), each followed by a restart with probability 3/4. The
+    /// run loop holds a crash back while its group has f members down.
+    static func drawCycles(_ shape: inout Shape, seed: UInt64) {
+        var rng = SplitMix64(seed: seed ^ 0xC1C1_E5_C4A5)
+        shape.cycles = true
+        for (member, _) in shape.crashes where !shape.restarts.contains(where: { $0.member == member }) && rng.next() % 2 == 0 {
+            shape.restarts.append((member, 1 + Int(rng.next() % 4000)))
+        }
+        let f = (shape.groupSize - 1) / 2
+        guard f > 0 else { return }
+        for g in 0..<shape.groups {
+            for _ in 0..<(1 + Int(rng.next() % 3)) {
+                let member = g * shape.groupSize + Int(rng.next() % UInt64(shape.groupSize))
+                shape.crashes.append((member, 1 + Int(rng.next() % 12_000)))
+                if rng.next() % 4 != 0 { shape.restarts.append((member, 1 + Int(rng.next() % 4000))) }
+            }
+        }
     }
 
     public static func run(seed: UInt64, shape: Shape) throws -> Outcome {
@@ -162,7 +199,33 @@ public enum Simulation {
         var crashPlan = shape.crashes.map { (node: members[$0.member], step: $0.atStep) }
             + shape.senderCrashes.map { (node: senders[$0.sender], step: $0.atStep) }
         var restartPlan: [(node: NodeID, step: Int)] = []
+        /// Restarts not yet scheduled, taken in order by their member's crashes.
+        var restartsLeft = shape.restarts
+        var crashesPerMember: [Int: Int] = [:]
+        var restartsDone = 0
         var dead: Set<NodeID> = []
+        /// Members of `node`'s group that are down: crashed, or restarted and not yet taken back in.
+        func down(inGroupOf node: NodeID) -> Int {
+            guard let g = layout.groupOf[node] else { return 0 }
+            return layout.members(of: g).filter { dead.contains($0) || cluster.nodeByID[$0]?.server?.rejoining == true }.count
+        }
+        /// A planned crash may happen now: senders always; a member that is up (or rejoining, which
+        /// counts as down already) if its group keeps at least f+1 members up.
+        func mayCrash(_ node: NodeID) -> Bool {
+            guard let g = layout.groupOf[node] else { return true }
+            if dead.contains(node) { return false }
+            if cluster.nodeByID[node]?.server?.rejoining == true { return true }
+            return down(inGroupOf: node) < layout.f(of: g)
+        }
+        /// With cycles: a planned member crash that still can happen (its member or another of its
+        /// group comes back), so the run goes on until it has.
+        func crashStillDue() -> Bool {
+            crashPlan.contains { c in
+                guard let g = layout.groupOf[c.node] else { return false }
+                let gone = layout.members(of: g).filter { q in dead.contains(q) && !restartPlan.contains { $0.node == q } }
+                return !gone.contains(c.node) && gone.count < layout.f(of: g)
+            }
+        }
         /// Per node, what its current incarnation delivered, in order.
         var deliveredBy: [NodeID: Set<RamCastProtocol.MessageID>] = [:]
         var everDelivered: Set<RamCastProtocol.MessageID> = []
@@ -174,16 +237,23 @@ public enum Simulation {
             guard let engine = cluster.nodeByID[q]?.server, engine.me == q, recorder.pid(q).rawValue >= HistoryRecorder.incarnationStride else { return true }
             if engine.rejoining { return true }
             if excused[q] == nil {
-                var before: Set<RamCastProtocol.MessageID> = []
-                if let cut = engine.joinedAfter, let g = layout.groupOf[q] {
-                    let group = recorder.membership.members(of: HistoryRecorder.group(g))
-                    if let order = group.lazy.compactMap({ sequences[$0] }).first(where: { $0.contains(cut) }) {
-                        before = Set(order[...order.firstIndex(of: cut)!])
-                    }
-                }
-                excused[q] = before
+                excused[q] = engine.joinedAfter.map { before($0, in: layout.groupOf[q]!) } ?? []
             }
             return !excused[q]!.contains(id)
+        }
+        /// The messages at or before `cut` in group `g`'s order: every member's order up to it, and,
+        /// for a member that itself joined after a cut, what lies before that one. With cycles, the
+        /// first member found may be a restarted one whose order starts at its own cut.
+        func before(_ cut: RamCastProtocol.MessageID, in g: RamCastProtocol.GroupID, depth: Int = 0) -> Set<RamCastProtocol.MessageID> {
+            var out: Set<RamCastProtocol.MessageID> = []
+            for p in recorder.membership.members(of: HistoryRecorder.group(g)) {
+                guard let order = sequences[p], let end = order.firstIndex(of: cut) else { continue }
+                out.formUnion(order[...end])
+                if depth < 16, let joined = recorder.history.joined[p], let c = joined {
+                    out.formUnion(before(RamCastProtocol.MessageID(sender: NodeID(c.sender), sequence: c.sequence), in: g, depth: depth + 1))
+                }
+            }
+            return out
         }
         var sent: [(RamCastProtocol.MessageID, [RamCastProtocol.GroupID])] = []
         func complete() -> Bool {
@@ -217,13 +287,14 @@ public enum Simulation {
         while steps < budget {
             steps += 1
             time.now += 1_000
-            if let i = crashPlan.firstIndex(where: { $0.step <= steps }) {
+            if let i = crashPlan.firstIndex(where: { $0.step <= steps && mayCrash($0.node) }) {
                 let victim = crashPlan.remove(at: i).node
                 fabric.crash(victim)
                 dead.insert(victim)
                 recorder.crashed(victim)
-                if let r = shape.restarts.first(where: { members.indices.contains($0.member) && members[$0.member] == victim }) {
-                    restartPlan.append((victim, steps + r.afterSteps))
+                if let m = members.firstIndex(of: victim) { crashesPerMember[m, default: 0] += 1 }
+                if let r = restartsLeft.firstIndex(where: { members.indices.contains($0.member) && members[$0.member] == victim }) {
+                    restartPlan.append((victim, steps + restartsLeft.remove(at: r).afterSteps))
                 }
             }
             if let i = restartPlan.firstIndex(where: { $0.step <= steps }) {
@@ -236,6 +307,8 @@ public enum Simulation {
                 recorder.restarted(node)
                 dead.remove(node)
                 deliveredBy[node] = []
+                excused[node] = nil   // the new incarnation has a cut of its own
+                restartsDone += 1
             }
             let action = rng.next() % 10
             if action < 2, let s = remaining.indices.filter({ remaining[$0] > 0 && !dead.contains(senders[$0]) }).randomElement(using: &rng) {
@@ -264,7 +337,7 @@ public enum Simulation {
                 for _ in 0..<(1 + Int(rng.next() % 8)) { fabric.step() }
             }
             if remaining.indices.allSatisfy({ remaining[$0] == 0 || dead.contains(senders[$0]) }), restartPlan.isEmpty,
-               fabric.pendingWrites == 0, complete() { break }
+               fabric.pendingWrites == 0, !(shape.cycles && crashStillDue()), complete() { break }
         }
         // Let outstanding releases, flushes and relays settle, then a quiescent check. Quiet means
         // no engine did protocol work for three heartbeat intervals (heartbeats never stop): crashed senders' bodies are relayed once per
@@ -297,7 +370,7 @@ public enum Simulation {
             perRole[role, default: 0] += Double(node.driver.writesPosted) / messages
         }
         return Outcome(seed: seed, shape: shape, report: report, delivered: delivered, steps: steps, stalled: stalled,
-                       writesPerRole: perRole)
+                       writesPerRole: perRole, crashesPerMember: crashesPerMember, restartsDone: restartsDone)
     }
 }
 

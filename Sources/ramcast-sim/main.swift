@@ -30,6 +30,9 @@ struct RamCastSim: ParsableCommand {
     @Flag(help: "Start every counter (message sequences, log positions, ballots, clocks) just below the limit it used to wrap at.")
     var nearLimits = false
 
+    @Flag(help: "Implies --crashes --restarts: members also crash again after they rejoined, and groups lose more than f members over a run (never more than f at once).")
+    var cycles = false
+
     func validate() throws {
         guard count >= 0 else { throw ValidationError("--count must not be negative, got \(count)") }
         if let seconds, !(seconds.isFinite && seconds > 0 && seconds <= 365 * 86_400) {
@@ -41,8 +44,12 @@ struct RamCastSim: ParsableCommand {
     }
 
     mutating func run() throws {
+        if cycles {
+            crashes = true
+            restarts = true
+        }
         if let seed {
-            let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts, nearLimits: nearLimits)
+            let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts, nearLimits: nearLimits, cycles: cycles)
             print(outcome)
             print("writes per message per role: \(outcome.writesPerRole.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: ", "))")
             if !outcome.passed { throw ExitCode(1) }
@@ -54,7 +61,11 @@ struct RamCastSim: ParsableCommand {
         var s = from
         var runs = 0
         var deliveries = 0
-        let flags = (crashes ? " --crashes" : "") + (restarts ? " --restarts" : "") + (nearLimits ? " --near-limits" : "")
+        let flags = (cycles ? " --cycles" : (crashes ? " --crashes" : "") + (restarts ? " --restarts" : "")) + (nearLimits ? " --near-limits" : "")
+        // With --cycles: seeds in which a member crashed more than once, and in which a group lost
+        // more than f members, so that a report shows the schedules really did that.
+        var repeated = 0
+        var beyondF = 0
         // `s < .max`: an exploration from near the last seed stops there rather than wrapping.
         while s < .max, seconds.map({ clock.now - start < .seconds($0) }) ?? (runs < count) {
             defer {
@@ -64,7 +75,7 @@ struct RamCastSim: ParsableCommand {
             // An error out of a run (a driver's, say) fails that seed; the exploration goes on.
             let outcome: Simulation.Outcome
             do {
-                outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts, nearLimits: nearLimits)
+                outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts, nearLimits: nearLimits, cycles: cycles)
             } catch {
                 print("seed \(s): error: \(error)")
                 failed.append(s)
@@ -77,8 +88,14 @@ struct RamCastSim: ParsableCommand {
                 print("replay: ramcast-sim --seed \(s)\(flags)")
             }
             deliveries += outcome.delivered
+            if outcome.crashesPerMember.values.contains(where: { $0 > 1 }) { repeated += 1 }
+            let shape = outcome.shape
+            if (0..<shape.groups).contains(where: { g in
+                (0..<shape.groupSize).reduce(0) { $0 + outcome.crashesPerMember[g * shape.groupSize + $1, default: 0] } > (shape.groupSize - 1) / 2
+            }) { beyondF += 1 }
         }
         print("simulation: seeds \(from)..<\(s), \(deliveries) deliveries checked, in \(clock.now - start)")
+        if cycles { print("cycles: \(repeated) seeds crashed a member more than once, \(beyondF) crashed more than f members of a group") }
         print("\(runs - failed.count) passed, \(failed.count) failed")
         if !failed.isEmpty {
             print("failing seeds: \(failed.map(String.init).joined(separator: " "))")

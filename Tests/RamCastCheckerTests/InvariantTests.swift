@@ -53,6 +53,26 @@ struct InvariantTests {
         #expect(report.violations[0].message.contains("proposal ts must strictly increase"))
     }
 
+    /// A recovery section may re-propose two older ballots' values that are equal (a value of ballot
+    /// 3 known to a minority, the same counter given to another message in ballot 4): I3 accepts the
+    /// tie there, and only there.
+    @Test func reproposedValuesMayTie() {
+        var h = History()
+        h.recordProposal(group: 0, ballot: 3, sequence: 1, message: mid("100.1"), timestamp: 10)
+        h.recordProposal(group: 0, ballot: 4, sequence: 1, message: mid("101.1"), timestamp: 10)
+        h.recordProposal(group: 0, ballot: 5, sequence: 1, message: mid("100.1"), timestamp: 10)
+        h.recordProposal(group: 0, ballot: 5, sequence: 2, message: mid("101.1"), timestamp: 10)
+        h.recordProposal(group: 0, ballot: 5, sequence: 3, message: mid("100.2"), timestamp: 20)
+        let clean = check(h, membership: membership, quiescent: false)
+        #expect(clean.status(of: .leaderSequence) == .passed, "\(clean)")
+        // A fresh value equal to the re-proposal before it is still a violation.
+        h.recordProposal(group: 0, ballot: 6, sequence: 1, message: mid("101.1"), timestamp: 10)
+        h.recordProposal(group: 0, ballot: 6, sequence: 2, message: mid("100.3"), timestamp: 10)
+        let bad = check(h, membership: membership, quiescent: false)
+        #expect(bad.failedProperties == [.leaderSequence], "\(bad)")
+        #expect(bad.violations.count == 1 && bad.violations[0].message.contains("group 0, ballot 6"), "\(bad)")
+    }
+
     @Test func reproposalWithDifferentTimestampAfterQuorumAck() {
         var h = History()
         h.recordLeaderChange(group: 0, ballot: 1, leader: 0)

@@ -9,19 +9,21 @@ import Glibc
 /// Randomized schedules, checked. The number of seeds is bounded by a time budget
 /// (`RAMCAST_SIM_SECONDS`, default 60) rather than fixed; a failure prints its seed and the
 /// `ramcast-sim` command that replays it (or `RAMCAST_SIM_SEED=N`, with `RAMCAST_SIM_CRASHES=1` for
-/// even seeds and `RAMCAST_SIM_RESTARTS=1` for multiples of 4).
+/// even seeds, `RAMCAST_SIM_RESTARTS=1` for multiples of 4 and `RAMCAST_SIM_CYCLES=1` for multiples
+/// of 8).
 @Suite("Randomized simulation")
 struct SimulationTests {
     static var budget: Duration {
         .seconds(Double(ProcessInfoLite.env("RAMCAST_SIM_SECONDS") ?? "") ?? 60)
     }
 
-    @Test("seeded schedules, half of them with crashes and a quarter with restarts, pass the property checker")
+    @Test("seeded schedules, half of them with crashes, a quarter with restarts and an eighth with crash–restart cycles, pass the property checker")
     func randomizedSchedules() throws {
         let crashes = ProcessInfoLite.env("RAMCAST_SIM_CRASHES") == "1"
-        let restarts = ProcessInfoLite.env("RAMCAST_SIM_RESTARTS") == "1"
+        let cycles = ProcessInfoLite.env("RAMCAST_SIM_CYCLES") == "1"
+        let restarts = cycles || ProcessInfoLite.env("RAMCAST_SIM_RESTARTS") == "1"
         if let one = ProcessInfoLite.env("RAMCAST_SIM_SEED").flatMap(UInt64.init) {
-            let outcome = try Simulation.run(seed: one, crashes: crashes || restarts, restarts: restarts)
+            let outcome = try Simulation.run(seed: one, crashes: crashes || restarts, restarts: restarts, cycles: cycles)
             print(outcome)
             #expect(outcome.passed, "\(outcome)")
             return
@@ -32,16 +34,17 @@ struct SimulationTests {
         var failures: [Simulation.Outcome] = []
         var seed: UInt64 = 1
         while clock.now - start < Self.budget, failures.count < 3 {
-            // Every other seed also crashes group members (at most f per group, leaders included), and
-            // every fourth restarts half of those with empty memory.
-            let outcome = try Simulation.run(seed: seed, crashes: seed % 2 == 0, restarts: seed % 4 == 0)
+            // Every other seed also crashes group members (at most f per group, leaders included),
+            // every fourth restarts half of those with empty memory, and every eighth crashes
+            // members again after they came back (never more than f of a group at once).
+            let outcome = try Simulation.run(seed: seed, crashes: seed % 2 == 0, restarts: seed % 4 == 0, cycles: seed % 8 == 0)
             if !outcome.passed { failures.append(outcome) }
             seeds += 1
             seed += 1
         }
         print("simulation: \(seeds) seeds explored in \(clock.now - start), \(failures.count) failed")
         for f in failures {
-            let flags = f.seed % 4 == 0 ? " --crashes --restarts" : f.seed % 2 == 0 ? " --crashes" : ""
+            let flags = f.seed % 8 == 0 ? " --cycles" : f.seed % 4 == 0 ? " --crashes --restarts" : f.seed % 2 == 0 ? " --crashes" : ""
             print("simulation: FAILED \(f)\n  replay: ramcast-sim --seed \(f.seed)\(flags)")
         }
         #expect(failures.isEmpty, "failing seeds: \(failures.map(\.seed))")
@@ -87,6 +90,18 @@ struct SimulationTests {
           arguments: [7863, 12189, 14689, 16816, 21608, 21976, 22227, 23743, 24769, 31885, 35091, 5000374, 5013506, 5018823] as [UInt64])
     func restartRegressions(seed: UInt64) throws {
         let outcome = try Simulation.run(seed: seed, crashes: true, restarts: true)
+        #expect(outcome.passed, "\(outcome)")
+    }
+
+    /// Crash–restart cycle schedules that found bugs (`ramcast-sim --seed N --cycles`): 409, a group
+    /// whose every original member was gone re-ordered a message delivered before its members' cuts
+    /// (another group's leader re-sent its timestamp, `Step3Logs.isObsolete`); 695, the simulation
+    /// took a restarted member's cut from a member that had itself joined after a cut, and owed it
+    /// everything before; 746, another group's candidate waited forever for the 1Bs that two
+    /// restarted members had sent while rejoining, uncounted (`Rejoin.answerOtherCandidatesAgain`).
+    @Test("crash–restart cycle schedules that once failed pass the property checker", arguments: [409, 695, 746] as [UInt64])
+    func cycleRegressions(seed: UInt64) throws {
+        let outcome = try Simulation.run(seed: seed, crashes: true, restarts: true, cycles: true)
         #expect(outcome.passed, "\(outcome)")
     }
 }

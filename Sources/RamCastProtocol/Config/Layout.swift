@@ -180,6 +180,11 @@ public struct Layout: Sendable, Hashable {
 
     public func members(of group: GroupID) -> [NodeID] { config.groups[Int(group.rawValue)] }
     public func f(of group: GroupID) -> Int { (groupSize(group) - 1) / 2 }
+    /// Votes that decide a value, and 1B replies that a candidate needs, in `group`: f+1, the leader
+    /// included (spec §10.3). Any two such sets of a group meet, so a value known to fewer members
+    /// (a proposal that reached only f of them, say) never decides and is never missed by a later
+    /// candidate once it has. The one place that says so: `QuorumTests` fail if it shrinks to f.
+    public func quorum(of group: GroupID) -> Int { f(of: group) + 1 }
     /// The member index that leads `group` under ballot `b` (ballot b is led by member b mod n).
     public func leaderMember(of group: GroupID, ballot b: Ballot) -> Int { Int(b.rawValue % UInt32(groupSize(group))) }
 

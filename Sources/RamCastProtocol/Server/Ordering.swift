@@ -44,10 +44,14 @@ extension ServerEngine {
             let h = dsts[k]
             if ts.isNone {
                 // §10.2: without the timestamp, acks alone must not order the message.
+                #if DEBUG
                 guard !fixes.contains(.timestampsPresent), acksAlone(index, j, h) else { return nil }
                 continue
+                #else
+                return nil
+                #endif
             }
-            if count == 1, h == group, isLeader, layout.config.singleGroupFastPath, Int(fastPathAcks[index]) >= layout.f(of: h) {
+            if count == 1, h == group, isLeader, layout.config.singleGroupFastPath, Int(fastPathAcks[index]) >= layout.quorum(of: h) - 1 {
                 stats.fastPathOrders += 1
                 // f followers have the write landed, and report it (and the recovery marker before
                 // it) in any later 1B: as good as f acks for the watermark.
@@ -76,11 +80,12 @@ extension ServerEngine {
                 votes += 1
             }
         }
-        return votes >= layout.f(of: h) + 1
+        return votes >= layout.quorum(of: h)
     }
 
+    #if DEBUG
     /// Without the §10.2 fix only (the paper's Task 5): f+1 votes under h's current ballot, whatever
-    /// timestamp they ack.
+    /// timestamp they ack. Debug builds only: it exists to show the failure the fix prevents.
     private func acksAlone(_ index: Int, _ j: Int, _ h: GroupID) -> Bool {
         let slotBase = layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots)
         var votes = 1
@@ -89,8 +94,9 @@ extension ServerEngine {
         for q in layout.servers(of: h) where q != leader {
             if AckCell.load(ring + layout.ackOffset(slotOffset: slotBase, server: q)).isUnder(ballot) { votes += 1 }
         }
-        return votes >= layout.f(of: h) + 1
+        return votes >= layout.quorum(of: h)
     }
+    #endif
 
     /// This process has the recovery section of the own-group ballot it follows (the initial
     /// ballot has none to have).
@@ -145,7 +151,7 @@ extension ServerEngine {
         guard target > w else { return w }
         let leader = leaderPeer(of: group)
         let cap = isLeader ? clock : streamMax
-        let need = layout.f(of: group)
+        let need = layout.quorum(of: group) - 1   // followers; the leader's vote is implied
         guard need > 0 else { return max(w, cap) }
         // The largest value v that at least f followers' cells reach (the groups are small).
         var best: UInt64 = 0

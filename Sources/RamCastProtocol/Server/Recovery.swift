@@ -404,7 +404,7 @@ extension ServerEngine {
         (0..<layout.groupCount).allSatisfy { h in
             let g = GroupID(UInt8(h))
             let n = layout.members(of: g).filter { r.responded[layout.serverIndexOf[$0]!] }.count
-            return n >= layout.f(of: g) + 1
+            return n >= layout.quorum(of: g)
         }
     }
 

@@ -148,11 +148,29 @@ extension ServerEngine {
         }
         rejoining = false
         joinedAfter = cut.rawValue == 0 ? nil : cut
+        answerOtherCandidatesAgain()
         // Delivered nothing yet: if it leads before it delivers, its own section must name this cut,
         // not "nothing", or the member it takes in owes the group's whole history (seed 5013506).
         if cut.rawValue != 0 { lastDelivered = cut }
         heartbeatChangedAt = now
         tracer?.rejoined(me, after: joinedAfter)
+    }
+
+    /// The 1Bs this process wrote to other groups' candidates while it rejoined said `recovered = 0`,
+    /// which no candidate counts (its clock bounded nothing then). Now that it has its group's
+    /// section, it answers the current ballot of every other group again, this time counted: with
+    /// the other members of its group restarted too, or gone, a candidate could otherwise wait
+    /// for a quorum of this group forever (seed 746 of `ramcast-sim --cycles`). A leader that
+    /// decided already takes the late 1B as it takes any.
+    private func answerOtherCandidatesAgain() {
+        for h in 0..<layout.groupCount where h != Int(group.rawValue) {
+            let hg = GroupID(UInt8(h))
+            let candidate = leader(of: hg)
+            // The initial ballot has no candidate, and a process known to be gone reads nothing.
+            guard groupBallots[h] != Ballot(UInt32(layout.groupSize(hg))), candidate != me, !crashed.contains(candidate),
+                  outbox.hasRoom(peer(server: candidate), 2) else { continue }
+            send1B(to: candidate, h: hg, recovered: recoveredBallot, entries: [])
+        }
     }
 
     // MARK: - Its peers

@@ -202,11 +202,14 @@ public final class ServerEngine {
 
     public internal(set) var stats: Stats { unsafeAddress { statsCell.readAddress } unsafeMutableAddress { statsCell.address } }
     let statsCell = FixedCell<Stats>(Stats())
+    #if DEBUG
     /// The spec §10 fixes this engine applies: all of them. Turning one off exists only so that the
-    /// regression tests can show the failure it prevents.
+    /// regression tests can show the failure it prevents; a release build has no such switch, and
+    /// none of the unfixed paths.
     var fixes: SafetyFixes = .all
     /// Without the §10.1 fix: log entries skipped because their body was missing, applied later.
     var deferredEntries: [LogEntry] = []
+    #endif
     /// Sees every leader write, ack and applied log entry, for checkers. Nil on the hot path.
     public var tracer: (any EngineTracer)? { unsafeAddress { tracerCell.readAddress } unsafeMutableAddress { tracerCell.address } }
     let tracerCell = FixedCell<(any EngineTracer)?>(nil)
@@ -451,7 +454,9 @@ extension EngineTracer {
     public func settled(_ entry: LogEntry, by leader: NodeID) {}
 }
 
-/// The corrections of spec §10 that the paper's final pseudo-code lacks.
+#if DEBUG
+/// The corrections of spec §10 that the paper's final pseudo-code lacks. A test hook (debug builds
+/// only): `RegressionTests` turn one off to show the failure it prevents.
 struct SafetyFixes: OptionSet {
     var rawValue: UInt8
     /// §10.1: a follower applies its leader's writes strictly in sequence order, waiting for a missing
@@ -461,6 +466,7 @@ struct SafetyFixes: OptionSet {
     static let timestampsPresent = SafetyFixes(rawValue: 2)
     static let all: SafetyFixes = [.sequenceOrder, .timestampsPresent]
 }
+#endif
 
 extension ServerEngine: CustomDebugStringConvertible {
     /// The engine's state in a few lines: for diagnosing a stalled simulation.

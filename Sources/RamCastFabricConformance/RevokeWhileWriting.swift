@@ -25,12 +25,15 @@ extension FabricConformance {
         public var lateSuccesses = 0
         /// The latest such completion, after `revokeWrite` returned.
         public var latestLateSuccess: Duration = .zero
-        /// Writes posted after `revokeWrite` returned.
+        /// Writes posted while `revokeWrite` ran on another thread (until the writer saw it
+        /// return), and after that.
+        public var postedDuringRevoke = 0
         public var postedAfterRevoke = 0
         /// Writes that completed with ``CompletionStatus/remoteAccessError`` / were flushed.
         public var accessErrors = 0
         public var flushed = 0
-        /// From `revokeWrite` returning to the access error being polled.
+        /// From `revokeWrite` returning to the access error being polled (negative: polled while
+        /// the revoke ran on another thread).
         public var accessErrorDelays: [Duration] = []
         /// Fabric failures: successful completions of writes that were not in the region when
         /// `revokeWrite` returned, and bytes of the region changed after it returned.
@@ -48,7 +51,7 @@ extension FabricConformance {
             return "\(rounds) rounds; revokeWrite \(stats(revokeTimes)); in flight at the call \(inFlightAtRevoke) "
                 + "(not landed \(notLandedAtCall), landed during the call \(landedDuringRevoke)); "
                 + "successes polled after the return \(lateSuccesses) (all landed before it; latest \(Int(late.rounded())) µs after); "
-                + "posted after the return \(postedAfterRevoke); access errors \(accessErrors) (\(stats(accessErrorDelays)) after the return), "
+                + "posted during the call \(postedDuringRevoke), after the return \(postedAfterRevoke); access errors \(accessErrors) (\(stats(accessErrorDelays)) after the return), "
                 + "flushed \(flushed); FABRIC FAILURES: successes not landed at the return \(successesAfterRevoke), "
                 + "bytes changed after the return \(bytesChangedAfterRevoke)"
         }
@@ -131,8 +134,14 @@ extension FabricConformance {
             let firstID = nextID
             var completed = 0, successes = 0
             var firstFailure: CompletionStatus?
+            var failedAt: ContinuousClock.Instant?
+            let call = RevokeCall(b.endpoint, from: a.endpoint.node, region: region, before: before, after: after)
+            defer { call.join() }
+            var revokeCalled = false
+            /// When the writer saw that `revokeWrite` had returned (its return instant, at once
+            /// when the revoke runs on this thread).
             var revokedAt: ContinuousClock.Instant?
-            var postedBeforeRevoke = 0
+            var postedBeforeRevoke = 0, postedAtReturn = 0
             var refused = false
 
             /// Posts one write; false once the fabric refuses the connection.
@@ -156,7 +165,7 @@ extension FabricConformance {
                                                          remoteOffset: offset, flags: .signaled), on: conn)
                         if length != cellBytes { bigCount += 1 }
                     }
-                } catch FabricError.connectionInErrorState(let c, _, _) where c == conn && revokedAt != nil {
+                } catch FabricError.connectionInErrorState(let c, _, _) where c == conn && revokeCalled {
                     return false
                 }
                 nextID += 1
@@ -165,6 +174,12 @@ extension FabricConformance {
 
             /// Polls the writer's completions and holds each to the rules above.
             func poll() throws {
+                if revokeCalled, revokedAt == nil, call.isDone {
+                    revokedAt = call.end
+                    postedAtReturn = Int(nextID - firstID)
+                }
+                // Read before polling: every completion this poll returns came after that return.
+                let returned = revokedAt
                 let got = buffer.withUnsafeMutableBufferPointer { a.endpoint.pollCompletions(into: $0) }
                 let now = clock.now
                 for c in buffer[0..<got] {
@@ -174,28 +189,29 @@ extension FabricConformance {
                     if c.status == .success {
                         successes += 1
                         try expect(firstFailure == nil, "\(at): write \(c.id) completed successfully after a write failed with \(firstFailure!): an RC connection in the error state completes nothing")
-                        guard let revokedAt else { continue }
+                        guard let returned else { continue }
                         if landed(c.id, in: after) {
                             figures.lateSuccesses += 1
-                            figures.latestLateSuccess = max(figures.latestLateSuccess, now - revokedAt)
+                            figures.latestLateSuccess = max(figures.latestLateSuccess, now - returned)
                         } else {
                             figures.successesAfterRevoke += 1
                         }
                         continue
                     }
-                    try expect(revokedAt != nil, "\(at): write \(c.id) failed with \(c.status) before the revoke")
+                    try expect(revokeCalled, "\(at): write \(c.id) failed with \(c.status) before the revoke")
                     if firstFailure == nil {
                         firstFailure = c.status
+                        failedAt = now
                         try expect(c.status == .remoteAccessError, "\(at): the first write to fail after the revoke (\(c.id)) failed with \(c.status), expected a remote access error")
-                        figures.accessErrorDelays.append(now - revokedAt!)
                     }
                     if c.status == .remoteAccessError { figures.accessErrors += 1 } else { figures.flushed += 1 }
                 }
             }
 
             // Stream until a seeded number of writes succeeded, then revoke with half the send queue
-            // in flight: the other half goes out right after the revoke returns, behind writes
-            // still in flight, so both kinds are covered.
+            // in flight. The writer goes on posting at once: while the revoke runs when the fabric
+            // lets the owner run on a thread of its own (a deposed leader is another process), and
+            // right after it returns otherwise, behind writes still in flight.
             let revokeAfter = 1 + Int(rng.next() % UInt64(2 * depth))
             try driver.wait("\(at): \(revokeAfter) successful writes", until: { successes >= revokeAfter }) { _ in
                 while Int(nextID - firstID) - completed < depth / 2 { _ = try post() }
@@ -203,30 +219,35 @@ extension FabricConformance {
             }
             while Int(nextID - firstID) - completed < depth / 2 { _ = try post() }
             postedBeforeRevoke = Int(nextID - firstID)
-            before.copyMemory(from: region.base, byteCount: region.length)
-            let start = clock.now
-            try b.endpoint.revokeWrite(protected, from: a.endpoint.node)
-            let end = clock.now
-            after.copyMemory(from: region.base, byteCount: region.length)
-            revokedAt = end
-            figures.revokeTimes.append(end - start)
             figures.inFlightAtRevoke += postedBeforeRevoke - completed
-            for id in firstID..<nextID {
-                let l0 = landed(id, in: before), l1 = landed(id, in: after)
-                if !l0 { figures.notLandedAtCall += 1 }
-                if !l0 && l1 { figures.landedDuringRevoke += 1 }
+            revokeCalled = true
+            if h.endpointsOnSeparateThreads {
+                call.spawn()
+            } else {
+                call.run()
+                revokedAt = call.end
+                postedAtReturn = postedBeforeRevoke
             }
 
-            // Keep streaming: the fabric must fail the writes and then the connection.
+            // The fabric must fail the writes and then the connection.
             let cap = 4 * depth
-            try driver.wait("\(at): the revoked writer's writes failing (\(Int(nextID - firstID) - postedBeforeRevoke) posted after the revoke)",
-                            until: { (refused || Int(nextID - firstID) - postedBeforeRevoke >= cap) && completed == Int(nextID - firstID) }) { _ in
+            try driver.wait("\(at): the revoked writer's writes failing (\(Int(nextID - firstID) - postedBeforeRevoke) posted since the revoke)",
+                            until: { (refused || Int(nextID - firstID) - postedBeforeRevoke >= cap) && completed == Int(nextID - firstID) && revokedAt != nil }) { _ in
                 while !refused, Int(nextID - firstID) - postedBeforeRevoke < cap, Int(nextID - firstID) - completed < depth {
                     if try !post() { refused = true }
                 }
                 try poll()
             }
-            figures.postedAfterRevoke += Int(nextID - firstID) - postedBeforeRevoke
+            if let error = call.error { throw error }
+            figures.revokeTimes.append(call.end - call.start)
+            if let failedAt { figures.accessErrorDelays.append(failedAt - call.end) }
+            figures.postedDuringRevoke += postedAtReturn - postedBeforeRevoke
+            figures.postedAfterRevoke += Int(nextID - firstID) - postedAtReturn
+            for id in firstID..<nextID {
+                let l0 = landed(id, in: before), l1 = landed(id, in: after)
+                if !l0 && Int(id - firstID) < postedBeforeRevoke { figures.notLandedAtCall += 1 }
+                if !l0 && l1 { figures.landedDuringRevoke += 1 }
+            }
             try expect(figures.successesAfterRevoke == 0,
                        "\(at): FABRIC FAILURE: \(figures.successesAfterRevoke) writes completed successfully that were not in the region when revokeWrite returned; \(figures)")
             try expect(refused, "\(at): \(cap) writes posted after the revoke and the connection never entered the error state (\(figures.accessErrors) access errors)")
@@ -248,5 +269,61 @@ extension FabricConformance {
         }
         print("[\(h.name)] revokeWhileWriting: \(figures)")
         return figures
+    }
+}
+
+/// The owner's side of a revoke in ``FabricConformance/revokeWhileWriting(_:rounds:)``: copies the
+/// region, revokes, copies it again. Run on a thread of its own when the harness allows, so the
+/// writer's posts race with the revoke as they would from another process.
+final class RevokeCall: @unchecked Sendable {
+    let endpoint: any FabricEndpoint
+    let peer: NodeID
+    let region: LocalRegion
+    let before: UnsafeMutableRawPointer
+    let after: UnsafeMutableRawPointer
+    private(set) var start = ContinuousClock.now
+    private(set) var end = ContinuousClock.now
+    private(set) var error: (any Error)?
+    private let done = UnsafeMutableRawPointer.allocate(byteCount: 8, alignment: 8)
+    private var thread: pthread_t?
+
+    init(_ endpoint: any FabricEndpoint, from peer: NodeID, region: LocalRegion,
+         before: UnsafeMutableRawPointer, after: UnsafeMutableRawPointer) {
+        self.endpoint = endpoint
+        self.peer = peer
+        self.region = region
+        self.before = before
+        self.after = after
+        done.storeBytes(of: 0, as: UInt64.self)
+    }
+
+    deinit { done.deallocate() }
+
+    /// Waits for the thread ``spawn()`` started, if any.
+    func join() {
+        if let t = thread { pthread_join(t, nil) }
+        thread = nil
+    }
+
+    /// Whether ``run()`` finished; its results are visible once this is true.
+    var isDone: Bool { RemoteMemory.loadAcquiring(done) == 1 }
+
+    func run() {
+        before.copyMemory(from: region.base, byteCount: region.length)
+        start = .now
+        do { try endpoint.revokeWrite(region.id, from: peer) } catch { self.error = error }
+        end = .now
+        after.copyMemory(from: region.base, byteCount: region.length)
+        RemoteMemory.storeReleasing(1, at: done)
+    }
+
+    /// Runs ``run()`` on a new thread; falls back to this one if none can be made.
+    func spawn() {
+        var t = pthread_t()
+        let rc = pthread_create(&t, nil, { arg in
+            Unmanaged<RevokeCall>.fromOpaque(arg!).takeRetainedValue().run()
+            return nil
+        }, Unmanaged.passRetained(self).toOpaque())
+        if rc == 0 { thread = t } else { run() }
     }
 }

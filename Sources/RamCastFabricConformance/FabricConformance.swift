@@ -10,6 +10,7 @@ public enum FabricConformance {
         case selectiveSignalingLongRun
         case sendQueueRefusesOverflow
         case revokeThenWrite
+        case revokeWhileWriting
         case grantThenProceed
         case reconnectAndGrant
         case crcChecked100k
@@ -23,6 +24,8 @@ public enum FabricConformance {
     static let protected = RegionID(1)
     static let staging = RegionID(2)
     static let regionBytes = 1 << 18
+    /// Room for ``revokeWhileWriting(_:)``'s 16 KiB writes, which span several packets at any MTU.
+    static let protectedBytes = 1 << 16
 
     public static func run(_ scenario: Scenario, on harness: any FabricHarness) throws {
         defer { harness.tearDown() }
@@ -32,6 +35,7 @@ public enum FabricConformance {
         case .selectiveSignalingLongRun: try selectiveSignalingLongRun(harness)
         case .sendQueueRefusesOverflow: try sendQueueRefusesOverflow(harness)
         case .revokeThenWrite: try revokeThenWrite(harness)
+        case .revokeWhileWriting: try revokeWhileWriting(harness)
         case .grantThenProceed: try grantThenProceed(harness)
         case .reconnectAndGrant: try reconnectAndGrant(harness)
         case .crcChecked100k: try crcChecked100k(harness)
@@ -50,7 +54,7 @@ public enum FabricConformance {
         try harness.makeEndpoints(ids.map(NodeID.init)).map { e in
             Node(endpoint: e,
                  data: try e.register(data, length: regionBytes, remoteAccess: .anyPeer),
-                 protected: try e.register(protected, length: 4096, remoteAccess: .grantedPeers),
+                 protected: try e.register(protected, length: protectedBytes, remoteAccess: .grantedPeers),
                  staging: try e.register(staging, length: regionBytes, remoteAccess: .anyPeer))
         }
     }

@@ -19,6 +19,14 @@ public protocol FabricHarness: AnyObject {
     func progress()
     /// Releases every endpoint made so far.
     func tearDown()
+    /// Whether each endpoint may be driven by a thread of its own at the same time as the others,
+    /// as separate processes would drive them. False (the default) for a fabric confined to one
+    /// thread, such as the in-process one.
+    var endpointsOnSeparateThreads: Bool { get }
+}
+
+extension FabricHarness {
+    public var endpointsOnSeparateThreads: Bool { false }
 }
 
 /// A scenario failed: what was expected, what happened, and where.

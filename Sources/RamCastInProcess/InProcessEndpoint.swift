@@ -144,6 +144,14 @@ public final class InProcessEndpoint: FabricEndpoint {
 
     public func revokeWrite(_ id: RegionID, from peer: NodeID) throws(FabricError) {
         try checkProtected(id)
+        // A write of the peer's that has started landing passed its access check already (a NIC
+        // checks the key at a write's first packet). On RDMA, deregistering waits for such a write
+        // to finish, so nothing of the revoked writer lands after the revoke returns; do the same,
+        // rather than let the rest of it land (and complete successfully) afterwards.
+        for case let link? in fabric.links where link.isOpen {
+            guard let mine = link.side(of: self), link.poster(1 - mine).node == peer else { continue }
+            link.finishLandingHead(1 - mine, into: id, fabric: fabric)
+        }
         writers[Int(id.rawValue)].remove(peer)
     }
 

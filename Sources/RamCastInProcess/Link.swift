@@ -120,6 +120,13 @@ final class Link {
         finish(side, w, fabric: fabric)
     }
 
+    /// Lands the rest of the head write of `side` if it has started landing and targets `region`.
+    func finishLandingHead(_ side: Int, into region: RegionID, fabric: InProcessFabric) {
+        let d = direction(side)
+        guard d.count > 0, let w = d.ring[d.head], w.started, w.remoteRegion == region else { return }
+        applyWholeHead(side, fabric: fabric)
+    }
+
     /// One scheduler step on `side`: the head write lands whole, or it starts or continues landing
     /// piece by piece.
     func advanceHead(_ side: Int, fabric: InProcessFabric) {

@@ -53,6 +53,10 @@ public final class RDMAEndpoint: FabricEndpoint {
     var closed = false
     /// Skips the RLIMIT_MEMLOCK pre-check so tests can observe ibv_reg_mr failing in the kernel.
     var skipMemlockCheckForTesting = false
+    /// The next this many MRs a grant registers report the key last revoked on the region (as if
+    /// the device had handed it out again), so tests can make the collision
+    /// ``RegionRecord/revokedKeys`` guards against.
+    var keyCollisionsForTesting = 0
 
     /// Slot `i` of `connections`; `qpNums[i]` is its QP number, scanned by pollCompletions.
     var connections: [Connection]

@@ -18,6 +18,12 @@ final class RegionRecord {
     let mappedLength: Int
     let sharedMR: UnsafeMutablePointer<ibv_mr>
     var peerMRs: [NodeID: UnsafeMutablePointer<ibv_mr>] = [:]
+    /// rkeys revoked from a peer that had a connection open then, which still holds the key. A
+    /// deregistered rkey is dead only until the device hands the same number out again (rxe: once
+    /// its MR index space wraps, with a 1-in-256 random key byte; other NICs cycle an 8-bit key), so
+    /// a grant to another peer must never get one of these: the revoked peer's writes would land.
+    /// Dropped once the peer has no open connection (a new one is given the current key).
+    var revokedKeys: [(rkey: UInt32, peer: NodeID)] = []
 
     init(region: LocalRegion, mappedLength: Int, sharedMR: UnsafeMutablePointer<ibv_mr>) {
         self.region = region
@@ -142,7 +148,7 @@ extension RDMAEndpoint {
         drainControlQueue()
         let clock = ContinuousClock()
         let start = clock.now
-        let mr = try registerMR(r.region.base, r.mappedLength, access: Access.writable)
+        let mr = try registerFreshKey(r, for: peer)
         r.peerMRs[peer] = mr
         control.setPeerKey(id, peer: peer, rkey: mr.pointee.rkey)
         for c in connections where c.isLive && c.peer == peer && !c.dirtyRegions.contains(id) {
@@ -154,6 +160,37 @@ extension RDMAEndpoint {
             "node": "\(node)", "region": "\(id)", "peer": "\(peer)", "rkey": "\(mr.pointee.rkey)",
             "micros": "\((clock.now - start).microseconds)"])
     }
+
+    /// A writable MR for `peer` whose rkey no revoked peer may still hold (see
+    /// ``RegionRecord/revokedKeys``): a colliding MR is kept registered while the next one is
+    /// made, so the device cannot hand the same key straight back, and then deregistered.
+    private func registerFreshKey(_ r: RegionRecord, for peer: NodeID) throws(FabricError) -> UnsafeMutablePointer<ibv_mr> {
+        r.revokedKeys.removeAll { stale in !connections.contains { $0.isLive && $0.peer == stale.peer } }
+        var colliding: [UnsafeMutablePointer<ibv_mr>] = []
+        defer {
+            for mr in colliding {
+                do { try deregisterMR(mr, length: r.mappedLength) } catch {
+                    // Its key was never handed out: a leak of pinned memory, not a breach.
+                    logger.warning("could not deregister an unused MR", metadata: ["node": "\(node)", "error": "\(error)"])
+                }
+            }
+        }
+        for _ in 0..<Self.freshKeyAttempts {
+            let mr = try registerMR(r.region.base, r.mappedLength, access: Access.writable)
+            if keyCollisionsForTesting > 0, let last = r.revokedKeys.last {
+                keyCollisionsForTesting -= 1
+                mr.pointee.rkey = last.rkey
+            }
+            let rkey = mr.pointee.rkey
+            guard let stale = r.revokedKeys.first(where: { $0.rkey == rkey && $0.peer != peer }) else { return mr }
+            logger.notice("ibv_reg_mr returned an rkey a revoked peer may still hold; registering another", metadata: [
+                "node": "\(node)", "region": "\(r.region.id)", "rkey": "\(rkey)", "revokedFrom": "\(stale.peer)", "grantee": "\(peer)"])
+            colliding.append(mr)
+        }
+        throw .invalidRegion(r.region.id, reason: "ibv_reg_mr returned \(Self.freshKeyAttempts) rkeys in a row that a revoked peer may still hold; not granting \(peer)")
+    }
+
+    static let freshKeyAttempts = 4
 
     /// Stops `peer` from writing region `id` by deregistering the MR whose rkey it holds
     /// (`ibv_dereg_mr`).
@@ -170,13 +207,21 @@ extension RDMAEndpoint {
         // Advertise the read-only key first, so a connection accepted from now on never gets the
         // key that is about to die.
         control.setPeerKey(id, peer: peer, rkey: nil)
+        // Connections the control thread accepted before that carry the old key: take them over,
+        // so the check below sees them.
+        drainControlQueue()
+        let rkey = mr.pointee.rkey
         r.peerMRs[peer] = nil
         do {
             try deregisterMR(mr, length: r.mappedLength)
         } catch {
-            // The peer may still be able to write: keep the MR on record so close() retries.
+            // The peer may still be able to write: keep the MR on record so close() retries, and
+            // fail: the caller must not act as if the peer were fenced.
             r.peerMRs[peer] = mr
             throw error
+        }
+        if connections.contains(where: { $0.isLive && $0.peer == peer }) {
+            r.revokedKeys.append((rkey, peer))
         }
         logger.debug("revoked write", metadata: [
             "node": "\(node)", "region": "\(id)", "peer": "\(peer)", "micros": "\((clock.now - start).microseconds)"])

@@ -29,6 +29,9 @@ final class RDMAHarness: FabricHarness {
 
     func progress() {}
 
+    /// Each RDMAEndpoint is confined to the thread that drives it, not to one thread for all.
+    var endpointsOnSeparateThreads: Bool { true }
+
     func tearDown() {
         for e in endpoints { e.close() }
         endpoints.removeAll()

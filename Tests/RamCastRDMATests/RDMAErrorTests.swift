@@ -471,6 +471,41 @@ struct RDMAErrorTests {
         print("RDMA-INFO 1 MiB region: revoke (ibv_dereg_mr) \(revokeTime), \(revokeTime2); grant (ibv_reg_mr) \(grantTime), key delivered to the writer after \(delivered)")
     }
 
+    @Test("grant: an rkey a revoked, still connected peer holds is never handed to another peer",
+          .enabled(if: RDMATestSetup.hasDevice, RDMATestSetup.needsDevice))
+    func grantSkipsRevokedKeys() throws {
+        let ip = RDMATestSetup.address
+        let dir = [NodeID(1): RDMAAddress(host: ip, port: RDMATestSetup.nextPort()),
+                   NodeID(2): RDMAAddress(host: ip, port: RDMATestSetup.nextPort()),
+                   NodeID(3): RDMAAddress(host: ip, port: RDMATestSetup.nextPort())]
+        let (a, b, c) = (try RDMATestSetup.endpoint(1, dir), try RDMATestSetup.endpoint(2, dir), try RDMATestSetup.endpoint(3, dir))
+        defer { a.close(); b.close(); c.close() }
+        let ts = RegionID(1)
+        let protected = try b.register(ts, length: 4096, remoteAccess: .grantedPeers)
+        try b.grantWrite(ts, to: NodeID(1))
+        let conn = try a.connect(to: NodeID(2), timeout: .seconds(10))
+        try a.writeWord(0x1111, id: 1, region: ts, offset: 64, flags: .signaled, on: conn)
+        #expect(try a.completion(of: 1).status == .success)
+        let stale = try #require(b.regions.first { $0.region.id == ts }?.peerMRs[NodeID(1)]).pointee.rkey
+
+        // Node 1 stays connected with the revoked key; the device hands that key out again.
+        try b.revokeWrite(ts, from: NodeID(1))
+        #expect(b.regions.first { $0.region.id == ts }?.revokedKeys.map(\.rkey) == [stale])
+        b.keyCollisionsForTesting = 1
+        try b.grantWrite(ts, to: NodeID(3))
+        let granted = try #require(b.control.advertisedRegion(ts)?.peerRkeys[NodeID(3)])
+        #expect(granted != stale, "node 3 was granted the rkey node 1 still holds after its revoke")
+
+        // The grantee's key works; the revoked writer's does not, and nothing of it lands.
+        let cb = try c.connect(to: NodeID(2), timeout: .seconds(10))
+        try c.writeWord(0x3333, id: 3, region: ts, offset: 128, flags: .signaled, on: cb)
+        #expect(try c.completion(of: 3).status == .success)
+        #expect(word(protected, 128) == 0x3333)
+        try a.writeWord(0x2222, id: 2, region: ts, offset: 64, flags: .signaled, on: conn)
+        #expect(try a.completion(of: 2).status == .remoteAccessError)
+        #expect(word(protected, 64) == 0x1111, "a revoked writer's data landed")
+    }
+
     @Test("memlock: a registration past RLIMIT_MEMLOCK fails as .memlockLimitTooLow in a child without CAP_IPC_LOCK",
           .enabled(if: RDMATestSetup.hasDevice, RDMATestSetup.needsDevice))
     func memlockInLoweredChild() throws {

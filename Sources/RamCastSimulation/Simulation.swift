@@ -31,14 +31,17 @@ public enum Simulation {
         public var senderCrashes: [(sender: Int, atStep: Int)] = []
         /// Crashed group members that restart with empty memory, and how many steps after their crash.
         public var restarts: [(member: Int, afterSteps: Int)] = []
-        /// Whether leaders use the single-group fast path. Its agreement is uniform only while
-        /// senders do not crash (``ProtocolConfig/singleGroupFastPath``), so it is drawn only then.
+        /// Whether leaders use the single-group fast path, drawn for half of the seeds, sender
+        /// crashes included.
         public var fastPath = false
+        /// Whether the scheduler also lands writes inside a process's round, at the driver's
+        /// ``DriverPoint``s (between the engine's poll, permission changes, posting and completions).
+        public var driverRaces = false
 
         public var description: String {
             "\(groups) groups × \(groupSize), \(senders) senders, \(messages) messages, \(slots) slots of \(slotSize) B, " +
             "≤\(maxDestinations) destinations, inline ≤\(inlineThreshold), signal 1/\(signalInterval), SQ \(sendQueueDepth), " +
-            "tear \(tearProbability), body delay \(bodyDelay)" + (fastPath ? ", fast path" : "") + (crashes.isEmpty ? "" : ", crashes \(crashes.map { "\($0.member)@\($0.atStep)" })")
+            "tear \(tearProbability), body delay \(bodyDelay)" + (fastPath ? ", fast path" : "") + (driverRaces ? ", driver races" : "") + (crashes.isEmpty ? "" : ", crashes \(crashes.map { "\($0.member)@\($0.atStep)" })")
                 + (senderCrashes.isEmpty ? "" : ", sender crashes \(senderCrashes.map { "s\($0.sender)@\($0.atStep)" })")
                 + (restarts.isEmpty ? "" : ", restarts \(restarts.map { "\($0.member)+\($0.afterSteps)" })")
         }
@@ -78,7 +81,7 @@ public enum Simulation {
                     shape.senderCrashes.append((s, 1 + Int(rng.next() % 6000)))
                 }
             }
-            if rng.next() % 2 == 0, shape.senderCrashes.isEmpty { shape.fastPath = true }
+            if rng.next() % 2 == 0 { shape.fastPath = true }
             return shape
         }
     }
@@ -106,9 +109,12 @@ public enum Simulation {
     /// Runs one seed with a random shape; with `crashes`, group members (at most f per group) and
     /// senders also crash.
     /// With `restarts` (and `crashes`), half of the crashed members restart with empty memory.
-    public static func run(seed: UInt64, crashes: Bool = false, restarts: Bool = false) throws -> Outcome {
+    /// With `races` (by default, with `crashes`), writes also land inside processes' rounds
+    /// (``Shape/driverRaces``); `false` replays a crash schedule found before that existed.
+    public static func run(seed: UInt64, crashes: Bool = false, restarts: Bool = false, races: Bool? = nil) throws -> Outcome {
         var rng = SplitMix64(seed: seed)
         var shape = Shape.random(&rng, crashes: crashes)
+        shape.driverRaces = races ?? crashes
         // Half of the crashed members restart. Drawn from a generator of their own, so that the
         // seeds found before restarts existed still draw the same shape and schedule up to then.
         var restartRNG = SplitMix64(seed: seed ^ 0x5EED_0F_4E57A7)
@@ -149,6 +155,10 @@ public enum Simulation {
         for node in cluster.servers { node.server!.tracer = recorder }
         let time = VirtualTime()
         for node in cluster.nodes { node.clock = { time.now } }
+        // Where to land is drawn from a generator of its own, so the run's loop draws the same
+        // actions as without races (what lands there, from the fabric's, shifts).
+        let races = shape.driverRaces ? DriverRaces(fabric: fabric, nodes: cluster.nodes.map(\.id), seed: seed ^ 0xD41_7E4_2ACE) : nil
+        for node in cluster.nodes { node.driver.racePoint = races?.point(at: node.id) }
         let members = groups.flatMap { $0 }
         var crashPlan = shape.crashes.map { (node: members[$0.member], step: $0.atStep) }
             + shape.senderCrashes.map { (node: senders[$0.sender], step: $0.atStep) }
@@ -223,6 +233,7 @@ public enum Simulation {
                     try fabric.makeEndpoint(id)
                 }
                 fresh.clock = { time.now }
+                fresh.driver.racePoint = races?.point(at: node)
                 fresh.server!.tracer = recorder
                 recorder.restarted(node)
                 dead.remove(node)
@@ -295,4 +306,33 @@ public enum Simulation {
 /// The simulation's clock, shared by every node: advanced by the run loop, one step at a time.
 final class VirtualTime {
     var now: UInt64 = 1
+}
+
+/// Lands queued writes at a driver's race points (``Shape/driverRaces``): at half of them, one to
+/// three writes of a random peer into the process at that point (what a NIC would land between its
+/// poll and its revocation, say), else sometimes a step of the whole fabric.
+final class DriverRaces {
+    let fabric: InProcessFabric
+    let nodes: [NodeID]
+    var rng: SplitMix64
+
+    init(fabric: InProcessFabric, nodes: [NodeID], seed: UInt64) {
+        self.fabric = fabric
+        self.nodes = nodes
+        rng = SplitMix64(seed: seed)
+    }
+
+    func point(at node: NodeID) -> (DriverPoint) -> Void { { self.land(into: node, at: $0) } }
+
+    func land(into node: NodeID, at point: DriverPoint) {
+        switch rng.next() % 4 {
+        case 0, 1:
+            let peer = nodes[Int(rng.next() % UInt64(nodes.count))]
+            if peer != node { fabric.deliver(from: peer, to: node, count: 1 + Int(rng.next() % 3)) }
+        case 2:
+            fabric.step()
+        default:
+            break
+        }
+    }
 }

@@ -27,10 +27,12 @@ struct RamCastSim: ParsableCommand {
     var crashes = false
     @Flag(help: "With --crashes: half of the crashed members restart with empty memory and rejoin.")
     var restarts = false
+    @Flag(help: "With --crashes: do not land writes inside processes' rounds (replays crash schedules found before driver races existed).")
+    var noRaces = false
 
     mutating func run() throws {
         if let seed {
-            let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts)
+            let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts, races: crashes && !noRaces)
             print(outcome)
             print("writes per message per role: \(outcome.writesPerRole.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: ", "))")
             if !outcome.passed { throw ExitCode(1) }
@@ -42,7 +44,7 @@ struct RamCastSim: ParsableCommand {
         var s = from
         var runs = 0
         var deliveries = 0
-        let flags = (crashes ? " --crashes" : "") + (restarts ? " --restarts" : "")
+        let flags = (crashes ? " --crashes" : "") + (restarts ? " --restarts" : "") + (noRaces ? " --no-races" : "")
         while seconds.map({ clock.now - start < .seconds($0) }) ?? (runs < count) {
             defer {
                 runs += 1
@@ -51,7 +53,7 @@ struct RamCastSim: ParsableCommand {
             // An error out of a run (a driver's, say) fails that seed; the exploration goes on.
             let outcome: Simulation.Outcome
             do {
-                outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts)
+                outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts, races: crashes && !noRaces)
             } catch {
                 print("seed \(s): error: \(error)")
                 failed.append(s)

@@ -115,7 +115,9 @@ public final class ProcessNode {
         if case .server(let engine) = role {
             engine.now = clock()
             progress = engine.poll(deliver)
+            if let race = driver.racePointCell.readAddress.pointee { race(.afterPoll) }
             applyPermissions(engine)
+            if let race = driver.racePointCell.readAddress.pointee { race(.afterPermissions) }
         } else if flushForWaiters, case .sender(let engine) = role, engine.awaitingInPlace {
             // Selective signaling can leave the last writes unretired: one signaled write retires
             // them, so a waiting multicast learns that its body is in place.

@@ -19,7 +19,9 @@ final class ScriptedCluster {
     var dead: Set<NodeID> = []
     var sent: [(RamCastProtocol.MessageID, [RamCastProtocol.GroupID])] = []
 
-    init(fixes: SafetyFixes = .all, fastPath: Bool = false, slotsPerRing: Int = 16) throws {
+    /// `wrap` may replace a node's endpoint with a test double around it (a fabric that fails).
+    init(fixes: SafetyFixes = .all, fastPath: Bool = false, slotsPerRing: Int = 16,
+         wrap: @escaping (InProcessEndpoint) -> any FabricEndpoint = { $0 }) throws {
         var config = ProtocolConfig(groups: [[NodeID(0), NodeID(1), NodeID(2)], [NodeID(3), NodeID(4), NodeID(5)]],
                                     senders: [NodeID(100), NodeID(101)], slotsPerRing: slotsPerRing, slotSize: 256)
         config.heartbeatInterval = 100_000
@@ -28,7 +30,7 @@ final class ScriptedCluster {
         layout = try Layout(config)
         let fabric = self.fabric
         cluster = try LocalCluster(layout: layout) { (id: NodeID) throws(FabricError) -> any FabricEndpoint in
-            try fabric.makeEndpoint(id)
+            wrap(try fabric.makeEndpoint(id))
         }
         recorder = HistoryRecorder(layout: layout)
         for node in cluster.servers {

@@ -32,8 +32,9 @@ struct SimulationTests {
         var failures: [Simulation.Outcome] = []
         var seed: UInt64 = 1
         while clock.now - start < Self.budget, failures.count < 3 {
-            // Every other seed also crashes group members (at most f per group, leaders included), and
-            // every fourth restarts half of those with empty memory.
+            // Every other seed also crashes group members (at most f per group, leaders included) and
+            // lands writes at driver race points, and every fourth restarts half of those with empty
+            // memory. The fast path is drawn for half of the seeds.
             let outcome = try Simulation.run(seed: seed, crashes: seed % 2 == 0, restarts: seed % 4 == 0)
             if !outcome.passed { failures.append(outcome) }
             seeds += 1
@@ -57,7 +58,8 @@ struct SimulationTests {
     @Test("restart schedules that once failed pass the property checker",
           arguments: [7863, 12189, 14689, 16816, 21608, 21976, 22227, 23743, 24769, 31885, 35091, 5000374, 5013506, 5018823] as [UInt64])
     func restartRegressions(seed: UInt64) throws {
-        let outcome = try Simulation.run(seed: seed, crashes: true, restarts: true)
+        // Their schedules as found: without driver races, which the random seeds above have.
+        let outcome = try Simulation.run(seed: seed, crashes: true, restarts: true, races: false)
         #expect(outcome.passed, "\(outcome)")
     }
 }

@@ -180,8 +180,8 @@ extension ServerEngine {
     /// once the driver reported them done (``permissionsApplied(failures:)``), in a later poll. A 1B
     /// built before the revocation took effect could miss a write of the old leader that lands in
     /// between and completes: the old leader counts it for its fast path, yet no 1B reports it
-    /// (seed 1000143 with driver races: a message delivered at ⟨5,0⟩ by its old leader and at
-    /// another timestamp by the rest). A change that failed leaves the 1A unanswered.
+    /// (over rxe, a message delivered at ⟨4,0⟩ by its old leader and at ⟨6,0⟩ by the others;
+    /// `FastPathTests`). A change that failed leaves the 1A unanswered.
     ///
     /// Returns nil when the 1A can be answered now, else whether anything was requested.
     private func awaitPermissions(_ h: GroupID, _ b: Ballot, old: NodeID, candidate: NodeID) -> Bool? {

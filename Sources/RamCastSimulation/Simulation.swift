@@ -37,6 +37,9 @@ public enum Simulation {
         /// Whether the scheduler also lands writes inside a process's round, at the driver's
         /// ``DriverPoint``s (between the engine's poll, permission changes, posting and completions).
         public var driverRaces = false
+        /// With driver races: group members cut off from the network for a while, alive (drawn
+        /// from the races' generator): a leader is then suspected and replaced while it still acts.
+        public var isolations: [(member: Int, atStep: Int, forSteps: Int)] = []
 
         public var description: String {
             "\(groups) groups × \(groupSize), \(senders) senders, \(messages) messages, \(slots) slots of \(slotSize) B, " +
@@ -44,6 +47,7 @@ public enum Simulation {
             "tear \(tearProbability), body delay \(bodyDelay)" + (fastPath ? ", fast path" : "") + (driverRaces ? ", driver races" : "") + (crashes.isEmpty ? "" : ", crashes \(crashes.map { "\($0.member)@\($0.atStep)" })")
                 + (senderCrashes.isEmpty ? "" : ", sender crashes \(senderCrashes.map { "s\($0.sender)@\($0.atStep)" })")
                 + (restarts.isEmpty ? "" : ", restarts \(restarts.map { "\($0.member)+\($0.afterSteps)" })")
+                + (isolations.isEmpty ? "" : ", isolations \(isolations.map { "\($0.member)@\($0.atStep)+\($0.forSteps)" })")
         }
 
         /// Draws a shape: mostly groups of 3, sometimes 1 or 5; small rings and send queues, so that
@@ -115,6 +119,17 @@ public enum Simulation {
         var rng = SplitMix64(seed: seed)
         var shape = Shape.random(&rng, crashes: crashes)
         shape.driverRaces = races ?? crashes
+        if shape.driverRaces {
+            // Half of the runs isolate one member (a leader, mostly, member 0 of a group) for
+            // longer than the failure timeout (5,000 steps).
+            var isolationRNG = SplitMix64(seed: seed ^ 0x150_1A7E)
+            if isolationRNG.next() % 2 == 0 {
+                let g = Int(isolationRNG.next() % UInt64(shape.groups))
+                let m = isolationRNG.next() % 4 == 0 ? Int(isolationRNG.next() % UInt64(shape.groupSize)) : 0
+                shape.isolations.append((g * shape.groupSize + m, 1 + Int(isolationRNG.next() % 4000),
+                                         5_000 + Int(isolationRNG.next() % 5_000)))
+            }
+        }
         // Half of the crashed members restart. Drawn from a generator of their own, so that the
         // seeds found before restarts existed still draw the same shape and schedule up to then.
         var restartRNG = SplitMix64(seed: seed ^ 0x5EED_0F_4E57A7)
@@ -227,6 +242,10 @@ public enum Simulation {
                     restartPlan.append((victim, steps + r.afterSteps))
                 }
             }
+            for cut in shape.isolations {
+                if steps == cut.atStep { fabric.isolated.insert(members[cut.member]) }
+                if steps == cut.atStep + cut.forSteps { fabric.isolated.remove(members[cut.member]) }
+            }
             if let i = restartPlan.firstIndex(where: { $0.step <= steps }) {
                 let node = restartPlan.remove(at: i).node
                 let fresh = try cluster.restart(node) { (id: NodeID) throws(FabricError) -> any FabricEndpoint in
@@ -268,6 +287,7 @@ public enum Simulation {
             if remaining.indices.allSatisfy({ remaining[$0] == 0 || dead.contains(senders[$0]) }), restartPlan.isEmpty,
                fabric.pendingWrites == 0, complete() { break }
         }
+        fabric.isolated.removeAll()   // the run's loop may end with a quiet member still cut off
         // Let outstanding releases, flushes and relays settle, then a quiescent check. Quiet means
         // no engine did protocol work for three heartbeat intervals (heartbeats never stop): crashed senders' bodies are relayed once per
         // interval, and a message nobody had delivered at the loop's end may still be owed after.

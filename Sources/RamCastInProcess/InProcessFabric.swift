@@ -36,6 +36,10 @@ public final class InProcessFabric {
     /// the timestamps that refer to them (spec §10.1).
     public var slowPosters: Set<NodeID> = []
     public var slowdown: Double = 0
+    /// Nodes cut off from the network: ``step()`` lands no write from or to them (they stay queued,
+    /// in order), while ``deliver(from:to:count:)`` still can. Simulations isolate a live leader so
+    /// that it is suspected and replaced while it still acts.
+    public var isolated: Set<NodeID> = []
 
     public init(schedule: Schedule = .immediate, limits: FabricLimits = .inProcessDefault) {
         self.schedule = schedule
@@ -75,8 +79,8 @@ public final class InProcessFabric {
         // Pick uniformly among the directions that have work, without allocating.
         var busy = 0
         for case let link? in links where link.isOpen {
-            if !link.directions.0.isEmpty { busy += 1 }
-            if !link.directions.1.isEmpty { busy += 1 }
+            if !link.directions.0.isEmpty, !cutOff(link, 0) { busy += 1 }
+            if !link.directions.1.isEmpty, !cutOff(link, 1) { busy += 1 }
         }
         guard busy > 0 else { return false }
         for attempt in 0..<4 {
@@ -95,16 +99,21 @@ public final class InProcessFabric {
     private func pick(_ k: Int) -> (Link, Int)? {
         var k = k
         for case let link? in links where link.isOpen {
-            if !link.directions.0.isEmpty {
+            if !link.directions.0.isEmpty, !cutOff(link, 0) {
                 if k == 0 { return (link, 0) }
                 k -= 1
             }
-            if !link.directions.1.isEmpty {
+            if !link.directions.1.isEmpty, !cutOff(link, 1) {
                 if k == 0 { return (link, 1) }
                 k -= 1
             }
         }
         return nil
+    }
+
+    @inline(__always)
+    private func cutOff(_ link: Link, _ side: Int) -> Bool {
+        !isolated.isEmpty && (isolated.contains(link.poster(side).node) || isolated.contains(link.target(side).node))
     }
 
     /// Steps until no write is pending, or `maxSteps` steps were taken. Returns the steps taken.

@@ -32,26 +32,33 @@ public enum Simulation {
         /// Crashed group members that restart with empty memory, and how many steps after their crash.
         /// A member listed more than once (``cycles``) restarts after each of its crashes in turn.
         public var restarts: [(member: Int, afterSteps: Int)] = []
-        /// Repeated crash–restart cycles (``Simulation/run(seed:crashes:restarts:cycles:)``): a member
+        /// Repeated crash–restart cycles (``Simulation/run(seed:crashes:restarts:nearLimits:cycles:races:)``): a member
         /// may be listed in `crashes` more than once, and a group more than f times. A crash that
         /// would leave more than f members of its group down at once (crashed, or restarted and not
         /// yet taken back in) waits until one is back.
         public var cycles = false
-        /// Whether leaders use the single-group fast path. Its agreement is uniform only while
-        /// senders do not crash (``ProtocolConfig/singleGroupFastPath``), so it is drawn only then.
+        /// Whether leaders use the single-group fast path, drawn for half of the seeds, sender
+        /// crashes included.
         public var fastPath = false
         /// Every counter starts just below the limit it used to wrap at (``CounterStart/nearLimits(variant:)``,
         /// the variant from the seed), so that each wrap happens within the run.
         public var nearLimits = false
+        /// Whether the scheduler also lands writes inside a process's round, at the driver's
+        /// ``DriverPoint``s (between the engine's poll, permission changes, posting and completions).
+        public var driverRaces = false
+        /// With driver races: group members cut off from the network for a while, alive (drawn
+        /// from the races' generator): a leader is then suspected and replaced while it still acts.
+        public var isolations: [(member: Int, atStep: Int, forSteps: Int)] = []
 
         public var description: String {
             "\(groups) groups × \(groupSize), \(senders) senders, \(messages) messages, \(slots) slots of \(slotSize) B, " +
             "≤\(maxDestinations) destinations, inline ≤\(inlineThreshold), signal 1/\(signalInterval), SQ \(sendQueueDepth), " +
-            "tear \(tearProbability), body delay \(bodyDelay)" + (fastPath ? ", fast path" : "") + (crashes.isEmpty ? "" : ", crashes \(crashes.map { "\($0.member)@\($0.atStep)" })")
+            "tear \(tearProbability), body delay \(bodyDelay)" + (fastPath ? ", fast path" : "") + (driverRaces ? ", driver races" : "") + (crashes.isEmpty ? "" : ", crashes \(crashes.map { "\($0.member)@\($0.atStep)" })")
                 + (senderCrashes.isEmpty ? "" : ", sender crashes \(senderCrashes.map { "s\($0.sender)@\($0.atStep)" })")
                 + (restarts.isEmpty ? "" : ", restarts \(restarts.map { "\($0.member)+\($0.afterSteps)" })")
                 + (nearLimits ? ", counters near their limits" : "")
                 + (cycles ? ", cycles" : "")
+                + (isolations.isEmpty ? "" : ", isolations \(isolations.map { "\($0.member)@\($0.atStep)+\($0.forSteps)" })")
         }
 
         /// Draws a shape: mostly groups of 3, sometimes 1 or 5; small rings and send queues, so that
@@ -91,7 +98,7 @@ public enum Simulation {
                     shape.senderCrashes.append((s, 1 + Int(rng.next() % 6000)))
                 }
             }
-            if rng.next() % 2 == 0, shape.senderCrashes.isEmpty { shape.fastPath = true }
+            if rng.next() % 2 == 0 { shape.fastPath = true }
             return shape
         }
     }
@@ -127,10 +134,25 @@ public enum Simulation {
     /// With `cycles` (and `restarts`), members crash again after they came back, and other members of
     /// their group after them: over the run a member can go through several crash–restart cycles
     /// and a group can lose more than f members, never more than f at once.
-    public static func run(seed: UInt64, crashes: Bool = false, restarts: Bool = false, nearLimits: Bool = false, cycles: Bool = false) throws -> Outcome {
+    /// With `races` (by default, with `crashes`), writes also land inside processes' rounds
+    /// (``Shape/driverRaces``); `false` replays a crash schedule found before that existed.
+    public static func run(seed: UInt64, crashes: Bool = false, restarts: Bool = false, nearLimits: Bool = false,
+                           cycles: Bool = false, races: Bool? = nil) throws -> Outcome {
         var rng = SplitMix64(seed: seed)
         var shape = Shape.random(&rng, crashes: crashes)
         shape.nearLimits = nearLimits
+        shape.driverRaces = races ?? crashes
+        if shape.driverRaces {
+            // Half of the runs isolate one member (a leader, mostly, member 0 of a group) for
+            // longer than the failure timeout (5,000 steps).
+            var isolationRNG = SplitMix64(seed: seed ^ 0x150_1A7E)
+            if isolationRNG.next() % 2 == 0 {
+                let g = Int(isolationRNG.next() % UInt64(shape.groups))
+                let m = isolationRNG.next() % 4 == 0 ? Int(isolationRNG.next() % UInt64(shape.groupSize)) : 0
+                shape.isolations.append((g * shape.groupSize + m, 1 + Int(isolationRNG.next() % 4000),
+                                         5_000 + Int(isolationRNG.next() % 5_000)))
+            }
+        }
         // Half of the crashed members restart. Drawn from a generator of their own, so that the
         // seeds found before restarts existed still draw the same shape and schedule up to then.
         var restartRNG = SplitMix64(seed: seed ^ 0x5EED_0F_4E57A7)
@@ -195,6 +217,10 @@ public enum Simulation {
         for node in cluster.servers { node.server!.tracer = recorder }
         let time = VirtualTime()
         for node in cluster.nodes { node.clock = { time.now } }
+        // Where to land is drawn from a generator of its own, so the run's loop draws the same
+        // actions as without races (what lands there, from the fabric's, shifts).
+        let races = shape.driverRaces ? DriverRaces(fabric: fabric, nodes: cluster.nodes.map(\.id), seed: seed ^ 0xD41_7E4_2ACE) : nil
+        for node in cluster.nodes { node.driver.racePoint = races?.point(at: node.id) }
         let members = groups.flatMap { $0 }
         var crashPlan = shape.crashes.map { (node: members[$0.member], step: $0.atStep) }
             + shape.senderCrashes.map { (node: senders[$0.sender], step: $0.atStep) }
@@ -297,12 +323,17 @@ public enum Simulation {
                     restartPlan.append((victim, steps + restartsLeft.remove(at: r).afterSteps))
                 }
             }
+            for cut in shape.isolations {
+                if steps == cut.atStep { fabric.isolated.insert(members[cut.member]) }
+                if steps == cut.atStep + cut.forSteps { fabric.isolated.remove(members[cut.member]) }
+            }
             if let i = restartPlan.firstIndex(where: { $0.step <= steps }) {
                 let node = restartPlan.remove(at: i).node
                 let fresh = try cluster.restart(node) { (id: NodeID) throws(FabricError) -> any FabricEndpoint in
                     try fabric.makeEndpoint(id)
                 }
                 fresh.clock = { time.now }
+                fresh.driver.racePoint = races?.point(at: node)
                 fresh.server!.tracer = recorder
                 recorder.restarted(node)
                 dead.remove(node)
@@ -339,6 +370,7 @@ public enum Simulation {
             if remaining.indices.allSatisfy({ remaining[$0] == 0 || dead.contains(senders[$0]) }), restartPlan.isEmpty,
                fabric.pendingWrites == 0, !(shape.cycles && crashStillDue()), complete() { break }
         }
+        fabric.isolated.removeAll()   // the run's loop may end with a quiet member still cut off
         // Let outstanding releases, flushes and relays settle, then a quiescent check. Quiet means
         // no engine did protocol work for three heartbeat intervals (heartbeats never stop): crashed senders' bodies are relayed once per
         // interval, and a message nobody had delivered at the loop's end may still be owed after.
@@ -377,4 +409,33 @@ public enum Simulation {
 /// The simulation's clock, shared by every node: advanced by the run loop, one step at a time.
 final class VirtualTime {
     var now: UInt64 = 1
+}
+
+/// Lands queued writes at a driver's race points (``Shape/driverRaces``): at half of them, one to
+/// three writes of a random peer into the process at that point (what a NIC would land between its
+/// poll and its revocation, say), else sometimes a step of the whole fabric.
+final class DriverRaces {
+    let fabric: InProcessFabric
+    let nodes: [NodeID]
+    var rng: SplitMix64
+
+    init(fabric: InProcessFabric, nodes: [NodeID], seed: UInt64) {
+        self.fabric = fabric
+        self.nodes = nodes
+        rng = SplitMix64(seed: seed)
+    }
+
+    func point(at node: NodeID) -> (DriverPoint) -> Void { { self.land(into: node, at: $0) } }
+
+    func land(into node: NodeID, at point: DriverPoint) {
+        switch rng.next() % 4 {
+        case 0, 1:
+            let peer = nodes[Int(rng.next() % UInt64(nodes.count))]
+            if peer != node { fabric.deliver(from: peer, to: node, count: 1 + Int(rng.next() % 3)) }
+        case 2:
+            fabric.step()
+        default:
+            break
+        }
+    }
 }

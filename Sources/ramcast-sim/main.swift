@@ -33,6 +33,9 @@ struct RamCastSim: ParsableCommand {
     @Flag(help: "Implies --crashes --restarts: members also crash again after they rejoined, and groups lose more than f members over a run (never more than f at once).")
     var cycles = false
 
+    @Flag(help: "With --crashes: do not land writes inside processes' rounds (replays crash schedules found before driver races existed).")
+    var noRaces = false
+
     func validate() throws {
         guard count >= 0 else { throw ValidationError("--count must not be negative, got \(count)") }
         if let seconds, !(seconds.isFinite && seconds > 0 && seconds <= 365 * 86_400) {
@@ -49,7 +52,8 @@ struct RamCastSim: ParsableCommand {
             restarts = true
         }
         if let seed {
-            let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts, nearLimits: nearLimits, cycles: cycles)
+            let outcome = try Simulation.run(seed: seed, crashes: crashes, restarts: restarts, nearLimits: nearLimits,
+                                             cycles: cycles, races: (crashes || cycles) && !noRaces)
             print(outcome)
             print("writes per message per role: \(outcome.writesPerRole.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.2f", $0.value))" }.joined(separator: ", "))")
             if !outcome.passed { throw ExitCode(1) }
@@ -61,7 +65,8 @@ struct RamCastSim: ParsableCommand {
         var s = from
         var runs = 0
         var deliveries = 0
-        let flags = (cycles ? " --cycles" : (crashes ? " --crashes" : "") + (restarts ? " --restarts" : "")) + (nearLimits ? " --near-limits" : "")
+        let flags = (cycles ? " --cycles" : (crashes ? " --crashes" : "") + (restarts ? " --restarts" : ""))
+            + (nearLimits ? " --near-limits" : "") + (noRaces ? " --no-races" : "")
         // With --cycles: seeds in which a member crashed more than once, and in which a group lost
         // more than f members, so that a report shows the schedules really did that.
         var repeated = 0
@@ -75,7 +80,8 @@ struct RamCastSim: ParsableCommand {
             // An error out of a run (a driver's, say) fails that seed; the exploration goes on.
             let outcome: Simulation.Outcome
             do {
-                outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts, nearLimits: nearLimits, cycles: cycles)
+                outcome = try Simulation.run(seed: s, crashes: crashes, restarts: restarts, nearLimits: nearLimits,
+                                             cycles: cycles, races: (crashes || cycles) && !noRaces)
             } catch {
                 print("seed \(s): error: \(error)")
                 failed.append(s)

@@ -258,10 +258,12 @@ struct StaleViewTests {
         c.crash(3)
         try c.pump(4)                           // node 4 is group 1's candidate (ballot 4)
         c.deliver(4, 1, 2, 5)                   // its 1A reaches everyone but node 0
-        try c.pump(1, 2, 5)
+        try c.pump(1, 2, 5)                     // permission changes first,
+        try c.pump(1, 2, 5)                     // then the 1Bs
         c.deliver(1, 4)
         c.deliver(2, 4)
         c.deliver(5, 4)
+        try c.pump(4)                           // its own 1A: permission changes first,
         try c.pump(4)                           // quorums of both groups: fresh ⟨1,1⟩ for m'
         #expect(c.cluster.nodeByID[NodeID(4)]!.server!.isLeader, "node 4 should lead group 1 by now")
         c.deliver(0, 1, 2)

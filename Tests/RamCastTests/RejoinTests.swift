@@ -293,7 +293,8 @@ struct RejoinTests {
         try c.pump(0)
         c.deliver(0, 3, 4, 5)
         c.crash(0)
-        try c.pump(3, 4, 5)
+        try c.pump(3, 4, 5)                     // the permission changes first,
+        try c.pump(3, 4, 5)                     // then the 1A is accepted
         #expect(c.server(3).ballots[0].rawValue == b + 3)
         #expect(c.server(1).ballots[0].rawValue == b)
         // Node 1 suspects leader 0 and runs ballot b + 1, which group 1 has passed already.

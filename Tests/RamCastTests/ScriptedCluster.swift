@@ -27,7 +27,9 @@ final class ScriptedCluster {
     }
     #endif
 
-    init(fastPath: Bool = false, slotsPerRing: Int = 16, counterStart: CounterStart = CounterStart()) throws {
+    /// `wrap` may replace a node's endpoint with a test double around it (a fabric that fails).
+    init(fastPath: Bool = false, slotsPerRing: Int = 16, counterStart: CounterStart = CounterStart(),
+         wrap: @escaping (InProcessEndpoint) -> any FabricEndpoint = { $0 }) throws {
         var config = ProtocolConfig(groups: [[NodeID(0), NodeID(1), NodeID(2)], [NodeID(3), NodeID(4), NodeID(5)]],
                                     senders: [NodeID(100), NodeID(101)], slotsPerRing: slotsPerRing, slotSize: 256)
         config.heartbeatInterval = 100_000
@@ -37,7 +39,7 @@ final class ScriptedCluster {
         layout = try Layout(config)
         let fabric = self.fabric
         cluster = try LocalCluster(layout: layout) { (id: NodeID) throws(FabricError) -> any FabricEndpoint in
-            try fabric.makeEndpoint(id)
+            wrap(try fabric.makeEndpoint(id))
         }
         recorder = HistoryRecorder(layout: layout)
         for node in cluster.servers {

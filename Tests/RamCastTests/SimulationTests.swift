@@ -34,9 +34,10 @@ struct SimulationTests {
         var failures: [Simulation.Outcome] = []
         var seed: UInt64 = 1
         while clock.now - start < Self.budget, failures.count < 3 {
-            // Every other seed also crashes group members (at most f per group, leaders included),
-            // every fourth restarts half of those with empty memory, and every eighth crashes
-            // members again after they came back (never more than f of a group at once).
+            // Every other seed also crashes group members (at most f per group, leaders included) and
+            // lands writes at driver race points, every fourth restarts half of those with empty
+            // memory, and every eighth crashes members again after they came back (never more than
+            // f of a group at once). The fast path is drawn for half of the seeds.
             let outcome = try Simulation.run(seed: seed, crashes: seed % 2 == 0, restarts: seed % 4 == 0, cycles: seed % 8 == 0)
             if !outcome.passed { failures.append(outcome) }
             seeds += 1
@@ -89,11 +90,12 @@ struct SimulationTests {
     @Test("restart schedules that once failed pass the property checker",
           arguments: [7863, 12189, 14689, 16816, 21608, 21976, 22227, 23743, 24769, 31885, 35091, 5000374, 5013506, 5018823] as [UInt64])
     func restartRegressions(seed: UInt64) throws {
-        let outcome = try Simulation.run(seed: seed, crashes: true, restarts: true)
+        // Their schedules as found: without driver races, which the random seeds above have.
+        let outcome = try Simulation.run(seed: seed, crashes: true, restarts: true, races: false)
         #expect(outcome.passed, "\(outcome)")
     }
 
-    /// Crash–restart cycle schedules that found bugs (`ramcast-sim --seed N --cycles`): 409, a group
+    /// Crash–restart cycle schedules that found bugs (`ramcast-sim --seed N --cycles --no-races`): 409, a group
     /// whose every original member was gone re-ordered a message delivered before its members' cuts
     /// (another group's leader re-sent its timestamp, `Step3Logs.isObsolete`); 695, the simulation
     /// took a restarted member's cut from a member that had itself joined after a cut, and owed it
@@ -101,7 +103,8 @@ struct SimulationTests {
     /// restarted members had sent while rejoining, uncounted (`Rejoin.answerOtherCandidatesAgain`).
     @Test("crash–restart cycle schedules that once failed pass the property checker", arguments: [409, 695, 746] as [UInt64])
     func cycleRegressions(seed: UInt64) throws {
-        let outcome = try Simulation.run(seed: seed, crashes: true, restarts: true, cycles: true)
+        // As found: without driver races.
+        let outcome = try Simulation.run(seed: seed, crashes: true, restarts: true, cycles: true, races: false)
         #expect(outcome.passed, "\(outcome)")
     }
 }

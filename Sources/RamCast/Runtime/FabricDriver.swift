@@ -10,6 +10,17 @@ public protocol DrivenEngine: AnyObject {
 extension ServerEngine: DrivenEngine {}
 extension SenderEngine: DrivenEngine {}
 
+/// A point inside one round of a process where its driver acts on the fabric: after the engine's
+/// poll, after permission changes, and between posting and handling completions. A real NIC lands
+/// remote writes at any of them; the simulation's scheduler may land queued writes there
+/// (``FabricDriver/racePoint``), so that interleavings of the engine with the driver's own actions
+/// are explored too.
+public enum DriverPoint: Sendable, Hashable {
+    case afterPoll
+    case afterPermissions
+    case afterPost
+}
+
 /// Carries one engine's writes over a fabric endpoint: posts its outbox in chains as credits allow,
 /// polls the completion queue and hands completions back. One driver per process; all of its calls
 /// come from the one thread that polls that process.
@@ -34,6 +45,13 @@ public final class FabricDriver {
         unsafeAddress { writesPostedCell.readAddress } unsafeMutableAddress { writesPostedCell.address }
     }
     let writesPostedCell = FixedCell<UInt64>(0)
+    /// Called at each ``DriverPoint`` of a round; nil (the default) outside simulations. In a
+    /// FixedCell, like the other state `pump` reads: a stored var would pay an exclusivity check.
+    public var racePoint: ((DriverPoint) -> Void)? {
+        get { racePointCell.address.pointee }
+        set { racePointCell.address.pointee = newValue }
+    }
+    let racePointCell = FixedCell<((DriverPoint) -> Void)?>(nil)
     /// Completions that reported an error, most recent last (bounded).
     public private(set) var errors: [(peer: NodeID, status: CompletionStatus)] = []
 
@@ -52,6 +70,7 @@ public final class FabricDriver {
         connectionOfPeerCell.deallocate()
         peerOfConnectionCell.deallocate()
         writesPostedCell.deallocate()
+        racePointCell.deallocate()
         chain.deallocate()
         completions.deallocate()
     }
@@ -97,6 +116,7 @@ public final class FabricDriver {
                 }
             }
         }
+        if let race = racePointCell.readAddress.pointee { race(.afterPost) }
         while true {
             let n = endpoint.pollCompletions(into: completions)
             if n == 0 { break }

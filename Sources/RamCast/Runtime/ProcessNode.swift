@@ -115,7 +115,9 @@ public final class ProcessNode {
         if case .server(let engine) = role {
             engine.now = clock()
             progress = engine.poll(deliver)
+            if let race = driver.racePointCell.readAddress.pointee { race(.afterPoll) }
             applyPermissions(engine)
+            if let race = driver.racePointCell.readAddress.pointee { race(.afterPermissions) }
         } else if flushForWaiters, case .sender(let engine) = role, engine.awaitingInPlace {
             // Selective signaling can leave the last writes unretired: one signaled write retires
             // them, so a waiting multicast learns that its body is in place.
@@ -180,9 +182,12 @@ extension ProcessNode {
     }
 
     /// Grants and revocations of write access to the log region that the engine decided (phase 1A),
-    /// applied before its 1B is posted.
+    /// reported back to it: it answers a 1A only once they succeeded. A failure is kept in
+    /// ``FabricDriver/problems`` and the engine's ``ServerEngine/permissionFaults``, and that 1A
+    /// stays unanswered (fail closed: the old leader may still be able to write here).
     func applyPermissions(_ engine: ServerEngine) {
         guard !engine.permissionRequests.isEmpty else { return }
+        var failures: [(request: PermissionRequest, reason: String)] = []
         for request in engine.permissionRequests {
             do {
                 if request.grant {
@@ -191,10 +196,12 @@ extension ProcessNode {
                     try driver.endpoint.revokeWrite(Layout.logRegion, from: request.node)
                 }
             } catch {
-                driver.recordError(peer: request.node, "\(request.grant ? "grant to" : "revoke from") \(request.node) failed: \(error)")
+                let reason = "\(request.grant ? "grant to" : "revoke from") \(request.node) failed: \(error); the 1A of group \(request.group.rawValue) ballot \(request.ballot.rawValue) stays unanswered"
+                driver.recordError(peer: request.node, reason)
+                failures.append((request, reason))
             }
         }
-        engine.permissionRequests.removeAll(keepingCapacity: true)
+        engine.permissionsApplied(failures: failures)
     }
 }
 

@@ -179,6 +179,7 @@ public final class RamCastRuntime: @unchecked Sendable {
         var candidacies: [NodeID: (ballot: Ballot, abdicated: Bool)] = [:]
         var deposed = Dictionary(uniqueKeysWithValues: cluster.servers.map { ($0.id, false) })
         var exhausted: Set<NodeID> = []
+        var faultsLogged = Dictionary(uniqueKeysWithValues: cluster.servers.map { ($0.id, 0) })
         var rejoining = Set(cluster.servers.filter { $0.server!.rejoining }.map(\.id))
         let log = logger
         // A restarted process's cut goes first in its log: noted at its first delivery at the latest.
@@ -255,6 +256,14 @@ public final class RamCastRuntime: @unchecked Sendable {
                 if engine.ballotsExhausted, exhausted.insert(node.id).inserted {
                     log.critical("ballots exhausted: 32-bit ballots of this group are used up, no leader change is possible any more",
                                  metadata: Self.leadershipMetadata(node.id, engine))
+                }
+                if engine.permissionFaults.count != faultsLogged[node.id] {
+                    for fault in engine.permissionFaults.dropFirst(faultsLogged[node.id] ?? 0) {
+                        log.error("1A left unanswered: a permission change failed", metadata: [
+                            "process": "\(node.id.rawValue)", "group": "\(fault.group.rawValue)",
+                            "ballot": "\(fault.ballot.rawValue)", "reason": "\(fault.reason)"])
+                    }
+                    faultsLogged[node.id] = engine.permissionFaults.count
                 }
                 if engine.isLeader != leading[node.id] {
                     leading[node.id] = engine.isLeader

@@ -113,6 +113,7 @@ extension ServerEngine {
         let newLeader = layout.leaderMember(of: h, ballot: b)
         let candidate = members[newLeader]
         let old = leader(of: h)
+        if let waiting = awaitPermissions(h, b, old: old, candidate: candidate) { return waiting }
         let held = heldIndices()
         let amLeader = isLeader && h != group
         // A restarted process not yet taken back in reports 0: no candidate counts its 1B.
@@ -140,8 +141,7 @@ extension ServerEngine {
         groupBallots[hi] = b
         groupLeaders[hi] = newLeader
         tracer?.leaderChanged(group: h, ballot: b, leader: candidate, at: me)
-        if old != me, old != candidate { permissionRequests.append((grant: false, node: old)) }
-        if candidate != me { permissionRequests.append((grant: true, node: candidate)) }
+        pendingGrantee[hi] = nil
         resetLog(h)
         if h == group {
             streamMax = 0
@@ -159,7 +159,7 @@ extension ServerEngine {
                 forgetSettled()
             } else if candidate == me {
                 respond(to: &recovery!, from: serverIndex, clock: clock, recovered: recovered,
-                        entries: (ownEntries(held) + landed).map { ($0, holds($0.index, $0.id)) })
+                        entries: (ownEntries(held) + landed).map { ($0, hasBody($0.index, $0.id)) })
             } else {
                 relayBodies(held, to: candidate)
                 send1B(to: candidate, h: h, recovered: recovered, entries: ownEntries(held) + landed)
@@ -173,6 +173,48 @@ extension ServerEngine {
             }
         }
         return true
+    }
+
+    /// Phase one of accepting group `h`'s 1A of ballot `b`: the permission changes it implies (the
+    /// old leader revoked, the candidate granted) go to the driver, and the 1A is answered only
+    /// once the driver reported them done (``permissionsApplied(failures:)``), in a later poll. A 1B
+    /// built before the revocation took effect could miss a write of the old leader that lands in
+    /// between and completes: the old leader counts it for its fast path, yet no 1B reports it
+    /// (over rxe, a message delivered at ⟨4,0⟩ by its old leader and at ⟨6,0⟩ by the others;
+    /// `FastPathTests`). A change that failed leaves the 1A unanswered.
+    ///
+    /// Returns nil when the 1A can be answered now, else whether anything was requested.
+    private func awaitPermissions(_ h: GroupID, _ b: Ballot, old: NodeID, candidate: NodeID) -> Bool? {
+        let hi = Int(h.rawValue)
+        let revokeOld = old != me && old != candidate
+        // A candidate granted for a 1A this process never answered, superseded by another one.
+        let stale = pendingGrantee[hi].flatMap { $0 != candidate && $0 != me && $0 != old ? $0 : nil }
+        guard revokeOld || stale != nil || candidate != me else { return nil }
+        if permissionsDone[hi] == b.rawValue { return nil }
+        if permissionsRequested[hi] == b.rawValue { return false }
+        if revokeOld { permissionRequests.append(PermissionRequest(grant: false, node: old, group: h, ballot: b)) }
+        if let stale { permissionRequests.append(PermissionRequest(grant: false, node: stale, group: h, ballot: b)) }
+        if candidate != me { permissionRequests.append(PermissionRequest(grant: true, node: candidate, group: h, ballot: b)) }
+        permissionsRequested[hi] = b.rawValue
+        pendingGrantee[hi] = candidate != me ? candidate : nil
+        return true
+    }
+
+    /// The driver applied ``permissionRequests`` (or tried to), in order; `failures` lists those
+    /// that failed, with why. A 1A whose changes all succeeded is answered in the next poll; one
+    /// with a failure stays unanswered (a higher 1A tries again), and is recorded in
+    /// ``permissionFaults``: its old leader may still write here, so a 1B could miss what it decides.
+    public func permissionsApplied(failures: [(request: PermissionRequest, reason: String)] = []) {
+        for r in permissionRequests {
+            let hi = Int(r.group.rawValue)
+            guard permissionsRequested[hi] == r.ballot.rawValue else { continue }
+            if failures.contains(where: { $0.request.group == r.group && $0.request.ballot == r.ballot }) { continue }
+            permissionsDone[hi] = r.ballot.rawValue
+        }
+        for f in failures where permissionFaults.count < 64 {
+            permissionFaults.append((f.request.group, f.request.ballot, f.reason))
+        }
+        permissionRequests.removeAll(keepingCapacity: true)
     }
 
     typealias Entry = (index: Int, id: MessageID, ts: Timestamp, tsBallot: Ballot, delivered: Bool)
@@ -270,7 +312,7 @@ extension ServerEngine {
             (q + 16).storeBytes(of: e.tsBallot.rawValue.littleEndian, as: UInt32.self)
             (q + 20).storeBytes(of: UInt16(e.index / layout.slots).littleEndian, as: UInt16.self)
             (q + 22).storeBytes(of: UInt16(e.index % layout.slots).littleEndian, as: UInt16.self)
-            let flags = (e.delivered ? EntryFlag.delivered : 0) | (holds(e.index, e.id) ? EntryFlag.bodyHeld : 0)
+            let flags = (e.delivered ? EntryFlag.delivered : 0) | (hasBody(e.index, e.id) ? EntryFlag.bodyHeld : 0)
             (q + 24).storeBytes(of: UInt64(flags), as: UInt64.self)
         }
         let header = scratch + layout.phase1bMailboxSize - 24
@@ -382,7 +424,8 @@ extension ServerEngine {
             if r.finished { recovery = r; lateResponder(s) }
         }
         recovery = r
-        guard !r.finished, quorumsReplied(r), r.awaiting.allSatisfy({ r.amnesiac[$0] || crashed.contains(layout.servers[$0]) }) else {
+        // Its own 1A answered first (after its permission changes): its ballot is the current one.
+        guard !r.finished, accepted1A[Int(group.rawValue)] == r.ballot.rawValue, quorumsReplied(r), r.awaiting.allSatisfy({ r.amnesiac[$0] || crashed.contains(layout.servers[$0]) }) else {
             return progress
         }
         if bodiesKnown(r) {
@@ -412,9 +455,9 @@ extension ServerEngine {
     /// or from metadata it kept): relays arrive ahead of their 1B (or, for a crashed sender, are
     /// pulled), so this is a short wait. A value whose body no replier holds was never chosen: it is
     /// not waited for, and not re-proposed (if its body turns up later, it gets a fresh timestamp).
-    /// Not so with the single-group fast path, which chooses on landed log writes alone: then the
-    /// candidate waits for the body (a crashed sender's message may then wait forever, the price of
-    /// that option, see ``ProtocolConfig/singleGroupFastPath``).
+    /// The single-group fast path chooses on landed log writes, each behind a body write of its
+    /// leader on the same connection, so its f followers have the body in their rings: a replier
+    /// reports a body it holds *or* that landed in its ring (`hasBody`), and the rule holds for it too.
     ///
     /// A restarted candidate may lack a body that was delivered before its cut, yet re-proposed
     /// since (a section re-proposes what its leader still holds, delivered or not): it asks for a
@@ -423,7 +466,7 @@ extension ServerEngine {
         var known = true
         for (index, v) in r.bag {
             guard !(v.ts.isNone || v.tsBallot < r.maxRecovered || holdsNewer(index, than: v.id) || holds(index, v.id)
-                    || (r.bodyHeld[index] != true && !layout.config.singleGroupFastPath)) else { continue }
+                    || r.bodyHeld[index] != true) else { continue }
             wantRelay(index, v.id)
             known = false
         }
@@ -433,6 +476,16 @@ extension ServerEngine {
     /// This process holds message `id` in table entry `index` (pending or delivered, body in the ring).
     @inline(__always)
     func holds(_ index: Int, _ id: MessageID) -> Bool { (present[index] || delivered[index]) && ids[index] == id }
+
+    /// This process holds message `id`, or its intact body landed in the message's slot of its
+    /// ring, taken or not (a fast-path leader writes it there ahead of its timestamp): what a 1B
+    /// reports as "body held". A body in the ring is taken in time, or relayed if its sender crashed.
+    func hasBody(_ index: Int, _ id: MessageID) -> Bool {
+        if holds(index, id) { return true }
+        guard let header = MessageSlot.read(ring + layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots),
+                                            layout: layout) else { return false }
+        return header.id == id
+    }
 
     /// The slot took a newer message since `id`: every member of this group delivered `id`.
     func holdsNewer(_ index: Int, than id: MessageID) -> Bool {
@@ -547,7 +600,10 @@ extension ServerEngine {
     /// too, as long as it holds their metadata: the newcomer may still need them to order a message
     /// its group's leader had not delivered yet.
     public func resync(peer p: Int, restarted: Bool = false) {
-        if p < layout.servers.count { forgetRelays(to: p) }
+        if p < layout.servers.count {
+            forgetRelays(to: p)
+            forgetBodyWrites(to: p)
+        }
         if p >= layout.servers.count {
             releasePending[p - layout.servers.count] = true
             return

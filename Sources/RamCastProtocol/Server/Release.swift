@@ -7,7 +7,7 @@ extension ServerEngine {
         present[index] = false
         delivered[index] = true
         ordered[index] = false
-        if !relaysInFlight.isEmpty, relaysInFlight[index] != nil {
+        if (!relaysInFlight.isEmpty && relaysInFlight[index] != nil) || bodyWritesInFlight(index) {
             // The slot is the source of relays still in flight: clear it once they are done.
             deferredReleases.append(index)
             return
@@ -24,9 +24,39 @@ extension ServerEngine {
                 relaysInFlight[index] = relays.isEmpty ? nil : relays
                 if !relays.isEmpty { return false }
             }
+            if bodyWritesInFlight(index) { return false }
             clear(index, base: ring + layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots))
             return true
         }
+    }
+
+    /// Whether a fast-path body write from this slot (`Step2Propose.swift`) is not retired yet: the
+    /// NIC reads its source until then, and a released slot takes the sender's next message.
+    func bodyWritesInFlight(_ index: Int) -> Bool {
+        guard layout.config.singleGroupFastPath else { return false }
+        let n = layout.groupSize(group)
+        let first = layout.serverIndex(group: group, member: 0)
+        var inFlight = false
+        for m in 0..<n {
+            let k = index * n + m
+            let counter = fastPathBodyWrites[k]
+            guard counter != 0 else { continue }
+            if outbox.isDead(first + m) || outbox.retired(first + m) >= counter {
+                fastPathBodyWrites[k] = 0
+            } else {
+                inFlight = true
+            }
+        }
+        return inFlight
+    }
+
+    /// Body writes to outbox peer `p` whose connection was replaced: carried out or dropped with it
+    /// (the new connection's counters start over).
+    func forgetBodyWrites(to p: Int) {
+        guard layout.config.singleGroupFastPath, layout.groupOf[layout.servers[p]] == group else { return }
+        let n = layout.groupSize(group)
+        let m = p - layout.serverIndex(group: group, member: 0)
+        for index in 0..<(fastPathBodyWrites.count / n) { fastPathBodyWrites[index * n + m] = 0 }
     }
 
     private func clear(_ index: Int, base: UnsafeMutableRawPointer) {

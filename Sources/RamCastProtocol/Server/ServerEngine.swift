@@ -103,6 +103,10 @@ public final class ServerEngine {
     let timestamps: FixedTable<Timestamp>   // [index * maxDst + j]
     let tsBallots: FixedTable<Ballot>       // [index * maxDst + j]
     let fastPathAcks: FixedTable<UInt8>
+    /// Per (table entry, member of this group): the outbox counter of the body write this process
+    /// put ahead of its fast-path timestamp write to that member (0: none unretired). The slot is
+    /// the write's source: it is not released before the write is retired (`Release.swift`).
+    let fastPathBodyWrites: FixedTable<UInt64>
     let ordered: FixedTable<Bool>
     let pendingList: FixedList<Int32>       // present, not yet ordered
     let heap: OrderHeap
@@ -191,9 +195,20 @@ public final class ServerEngine {
     /// Delivered messages whose slot release waits for relays.
     var deferredReleases: [Int] { unsafeAddress { deferredReleasesCell.readAddress } unsafeMutableAddress { deferredReleasesCell.address } }
     let deferredReleasesCell = FixedCell<[Int]>([])
-    /// Write-permission changes on the log region that the driver must apply before posting.
-    public var permissionRequests: [(grant: Bool, node: NodeID)] { unsafeAddress { permissionRequestsCell.readAddress } unsafeMutableAddress { permissionRequestsCell.address } }
-    let permissionRequestsCell = FixedCell<[(grant: Bool, node: NodeID)]>([])
+    /// Write-permission changes on the log region that the driver must apply, then report with
+    /// ``permissionsApplied(failed:)``: a 1A is answered only after they succeeded (`Recovery.swift`).
+    public var permissionRequests: [PermissionRequest] { unsafeAddress { permissionRequestsCell.readAddress } unsafeMutableAddress { permissionRequestsCell.address } }
+    let permissionRequestsCell = FixedCell<[PermissionRequest]>([])
+    /// Per group: the 1A ballot whose permission changes were requested, and the one whose changes
+    /// the driver reported done. A 1A is answered only when the two match it.
+    let permissionsRequested: FixedTable<UInt32>
+    let permissionsDone: FixedTable<UInt32>
+    /// Per group: the candidate granted write for a 1A not answered yet (`permissionsRequested`),
+    /// revoked again if a higher 1A of another candidate comes first.
+    var pendingGrantee: [NodeID?]
+    /// 1As left unanswered because a permission change failed: the old leader may still write this
+    /// process's log, so a 1B could miss a value it decides (`Recovery.swift`). Most recent last.
+    public internal(set) var permissionFaults: [(group: GroupID, ballot: Ballot, reason: String)] = []
 
     // Slot release: per sender, the contiguous count of released slots, and slots freed out of order.
     let released: FixedTable<Int>
@@ -231,6 +246,8 @@ public final class ServerEngine {
         /// Messages released without delivery after a restart: delivered by the group before this
         /// process rejoined (`Rejoin.swift`).
         public var settled = 0
+        /// Body writes a leader put ahead of its fast-path timestamp writes (`Step2Propose.swift`).
+        public var fastPathBodies = 0
     }
 
     /// - Parameters:
@@ -287,6 +304,10 @@ public final class ServerEngine {
         lastSequence = FixedTable(repeating: 0, count: senders)
         accepted1A = FixedTable(groupBallots.map(\.rawValue))
         lowerAnswered = FixedTable(repeating: 0, count: groups)
+        permissionsRequested = FixedTable(repeating: 0, count: groups)
+        permissionsDone = FixedTable(repeating: 0, count: groups)
+        pendingGrantee = Array(repeating: nil, count: groups)
+        fastPathBodyWrites = FixedTable(repeating: 0, count: entries * layout.groupSize(g))
         recoveredBallot = groupBallots[Int(g.rawValue)]   // the initial ballot has nothing to recover
         followerReady = FixedTable(repeating: true, count: layout.groupSize(g))
         leaderReady = FixedTable(repeating: true, count: groups)
@@ -339,6 +360,9 @@ public final class ServerEngine {
         lastSequence.deallocate()
         accepted1A.deallocate()
         lowerAnswered.deallocate()
+        permissionsRequested.deallocate()
+        permissionsDone.deallocate()
+        fastPathBodyWrites.deallocate()
         followerReady.deallocate()
         leaderReady.deallocate()
         awaitingResume.deallocate()
@@ -412,6 +436,16 @@ public final class ServerEngine {
     #else
     @inline(__always) func _checkInvariants() {}
     #endif
+}
+
+/// A write-permission change on this process's log region, decided by accepting group `group`'s
+/// 1A of `ballot`: the driver applies it, then reports with ``ServerEngine/permissionsApplied(failed:)``.
+public struct PermissionRequest: Sendable, Hashable {
+    /// Grant write (true) or revoke it (false).
+    public var grant: Bool
+    public var node: NodeID
+    public var group: GroupID
+    public var ballot: Ballot
 }
 
 /// The top byte of a write id says why the engine posted it.

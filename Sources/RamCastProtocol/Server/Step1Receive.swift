@@ -46,7 +46,7 @@ extension ServerEngine {
             settle(index)   // delivered by the group before this process rejoined (Rejoin.swift)
             return true
         }
-        if isLeader, layout.config.steps >= 2 { propose(index) }
+        if isLeader, layout.config.steps >= 2 { propose(index, fast: true) }
         return true
     }
 

@@ -4,7 +4,8 @@ extension ServerEngine {
     /// Room for a proposal's writes. Writes to peers known to be gone are dropped by the outbox,
     /// which always has room for them.
     func hasRoomToPropose(_ base: UnsafeRawPointer, destinationCount: Int) -> Bool {
-        guard hasRoom(inGroup: group) else { return false }
+        // A fast-path proposal writes the body ahead of the timestamp.
+        guard hasRoom(inGroup: group, destinationCount == 1 && layout.config.singleGroupFastPath ? 2 : 1) else { return false }
         for j in 0..<destinationCount {
             let h = MessageSlot.destination(base, j)
             if h != group, !outbox.hasRoom(leaderPeer(of: h)) { return false }
@@ -18,9 +19,15 @@ extension ServerEngine {
     /// assignment and enqueueing happen in one step of this single-threaded engine, which is what
     /// §10.1 asks of the leader.
     ///
-    /// A single-group message takes the fast path: the follower writes are signaled, and once f of
-    /// them completed the timestamp is chosen (only this leader can write those logs).
-    func propose(_ index: Int, ts given: Timestamp? = nil) {
+    /// A single-group message proposed as it arrives (`fast`) takes the fast path: the follower
+    /// writes are signaled, and once f of them completed the timestamp is chosen (only this leader
+    /// can write those logs). Each goes behind a write of the message's body into that follower's
+    /// ring, on the same connection, so a completed timestamp write means the follower has the body
+    /// too: if the sender crashes having reached this leader alone and this leader crashes after
+    /// delivering, its followers can still deliver (a completed log write alone, without the body,
+    /// would leave the next leader a value nobody can deliver). Re-proposals of a recovery section
+    /// take the normal path.
+    func propose(_ index: Int, ts given: Timestamp? = nil, fast: Bool = false) {
         let maxDst = layout.maxDestinations
         let sender = UInt16(index / layout.slots)
         let ts: Timestamp
@@ -35,7 +42,8 @@ extension ServerEngine {
         let j = destinationIndex(index, group)!
         timestamps[index * maxDst + j] = ts
         tsBallots[index * maxDst + j] = ballot
-        let single = dstCount[index] == 1 && layout.config.singleGroupFastPath
+        let single = fast && dstCount[index] == 1 && layout.config.singleGroupFastPath
+        if single { writeBodyToFollowers(index) }
         followerSeq &+= 1
         let entry = LogEntry(seq: followerSeq, ballot: ballot, tsBallot: ballot, timestamp: ts, message: ids[index],
                              sender: sender, slot: slotNumbers[index * maxDst + j], group: group, kind: .proposal)
@@ -49,10 +57,26 @@ extension ServerEngine {
         stats.proposals += 1
     }
 
-    /// Room in the outbox for one write to every member of `h` other than this process.
-    func hasRoom(inGroup h: GroupID) -> Bool {
+    /// Fast path: the body of the message in table entry `index`, from this leader's ring slot into
+    /// the same slot of every ready follower (slot numbers are shared within a group). The sender
+    /// writes the same bytes there, before or after. The slot is released only once these writes
+    /// are retired (`bodyWritesInFlight`).
+    private func writeBodyToFollowers(_ index: Int) {
+        let offset = layout.slotOffset(sender: index / layout.slots, slot: index % layout.slots)
+        let length = MessageSlot.bodyLength(ring + offset, layout: layout)
+        let first = layout.serverIndex(group: group, member: 0)
+        let n = layout.groupSize(group)
+        for follower in layout.servers(of: group) where follower != serverIndex && followerReady[follower - first] {
+            fastPathBodyWrites[index * n + follower - first] =
+                outbox.enqueue(follower, region: Layout.ringRegion, offset: offset, source: ring + offset, length: length)
+        }
+        stats.fastPathBodies += 1
+    }
+
+    /// Room in the outbox for `count` writes to every member of `h` other than this process.
+    func hasRoom(inGroup h: GroupID, _ count: Int = 1) -> Bool {
         for q in layout.servers(of: h) where q != serverIndex {
-            if !outbox.hasRoom(q) { return false }
+            if !outbox.hasRoom(q, count) { return false }
         }
         return true
     }

@@ -9,8 +9,7 @@ import Testing
 ///
 /// With g destination groups of p processes (V1 of the notes, without leader acks, as in V2):
 /// - sender: g·p bodies;
-/// - leader: (p−1) proposals to its followers + (g−1) to the other leaders + (g−1)(p−1) forwards + 1 release,
-///   and for a single-group message (the fast path, on by default) (p−1) body writes ahead of the proposals;
+/// - leader: (p−1) proposals to its followers + (g−1) to the other leaders + (g−1)(p−1) forwards + 1 release;
 /// - follower: g·p − 1 acks (its own is a local store) + 1 release.
 /// Heartbeats (one 8-byte write per follower per heartbeat interval) come on top, per unit of time.
 @Suite("Writes per message (spec §5.3)")
@@ -47,8 +46,7 @@ struct WriteCountTests {
         let m = UInt64(messages)
         #expect(endpoints[NodeID(100)]!.writesPosted == m * UInt64(g * p), "sender")
         for members in groups {
-            let bodies = g == 1 ? p - 1 : 0
-            let leader = UInt64(bodies + (p - 1) + (g - 1) + (g - 1) * (p - 1) + 1)
+            let leader = UInt64((p - 1) + (g - 1) + (g - 1) * (p - 1) + 1)
             #expect(endpoints[members[0]]!.writesPosted == m * leader, "leader of \(members)")
             for f in members.dropFirst() {
                 #expect(endpoints[f]!.writesPosted == m * UInt64(g * p - 1 + 1), "follower \(f)")

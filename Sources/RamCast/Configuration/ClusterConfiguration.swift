@@ -15,7 +15,7 @@ import RamCastProtocol
 ///   "ring": { "slots": 16, "slotSize": 512 },
 ///   "inlineThreshold": 64,
 ///   "signalInterval": 8,
-///   "singleGroupFastPath": true,
+///   "singleGroupFastPath": false,
 ///   "failureDetection": { "heartbeatMicros": 1000, "timeoutMillis": 100 },
 ///   "rdma": { "device": "mlx5_0", "port": 1, "gidIndex": 3 }
 /// }
@@ -40,9 +40,9 @@ public struct ClusterConfiguration: Sendable, Hashable {
     public var inlineThreshold: Int = 64
     public var signalInterval: Int = 8
     public var maxDestinations: Int?
-    /// See ``ProtocolConfig/singleGroupFastPath``: faster single-group delivery at leaders. On by
-    /// default.
-    public var singleGroupFastPath = true
+    /// See ``ProtocolConfig/singleGroupFastPath``: faster single-group delivery at leaders, with
+    /// agreement no longer uniform if a sender and a leader crash together.
+    public var singleGroupFastPath = false
     /// Leader heartbeat period and the silence after which a leader is replaced, in nanoseconds.
     public var heartbeatInterval: UInt64 = 1_000_000
     public var failureTimeout: UInt64 = 100_000_000

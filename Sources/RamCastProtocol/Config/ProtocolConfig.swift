@@ -25,14 +25,14 @@ public struct ProtocolConfig: Sendable, Hashable {
     /// The single-group fast path (spec §5.2): a leader orders a message addressed to its group alone
     /// once its timestamp writes completed at f followers, one write delay before their acks.
     ///
-    /// On by default: it keeps uniform agreement and the order in every schedule the simulation
-    /// draws, sender and leader crashes together included. A completed log write counts only
-    /// because the leader writes the message's body into the follower's ring ahead of it, on the
-    /// same connection (so the follower has the body even if the sender crashed having reached the
-    /// leader alone), and because a follower answers a 1A only after it revoked the old leader (so
-    /// no write it counts can land after the 1B). The price is one body write per follower per
-    /// single-group message: bandwidth, not latency. See docs/failure-handling.md.
-    public var singleGroupFastPath: Bool = true
+    /// Off by default, because it weakens uniform agreement under a double failure: a completed log
+    /// write does not mean the follower holds the message's body (that comes from the sender, on
+    /// another connection). If the sender crashes before f followers got the body and the leader
+    /// crashes after delivering, no survivor can ever deliver that message (and a new leader of the
+    /// group waits for its body, so the group stops ordering). Acks, which the normal
+    /// path waits for, are sent only with the body in hand. Turn it on when senders are not expected
+    /// to crash, or when agreement among surviving processes is enough.
+    public var singleGroupFastPath: Bool = false
     /// How often a leader writes its heartbeat to its followers, in nanoseconds of the driver's clock.
     public var heartbeatInterval: UInt64 = 1_000_000
     /// A leader whose heartbeat has not moved for this long is suspected, in nanoseconds.

@@ -182,7 +182,25 @@ public final class SenderEngine {
             let g = stagingGroups[buffer * maxDst + j]
             if releasedEverywhere(g) <= stagingCounters[buffer * maxDst + j] { return false }
         }
-        return true
+        // Released everywhere is not enough with the fast path: a follower takes the body from its
+        // leader's write and may release it before this sender's own write to it landed, and a
+        // write reads its source when it is carried out (seeds 1403 and 1435 delivered a later
+        // message's body so). Its writes must be retired too; unsignaled ones get a signaled flush.
+        // Without the fast path a destination releases only what this sender's write brought, so
+        // the release already says the write was carried out.
+        guard layout.config.singleGroupFastPath else { return true }
+        let width = maxDst * layout.maxGroupSize
+        var retired = true
+        for t in 0..<width {
+            let target = inPlaceTargets[buffer * width + t]
+            if target.peer < 0 { break }
+            let p = Int(target.peer)
+            if !outbox.isDead(p), outbox.retired(p) < target.counter {
+                retired = false
+                if outbox.needsFlush(p) { outbox.flush(p, region: Layout.ringRegion, offset: layout.flushOffset) }
+            }
+        }
+        return retired
     }
 
     /// Messages whose bodies are in place at every destination (step 1 complete), oldest first:

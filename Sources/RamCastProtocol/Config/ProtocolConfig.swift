@@ -25,13 +25,15 @@ public struct ProtocolConfig: Sendable, Hashable {
     /// The single-group fast path (spec §5.2): a leader orders a message addressed to its group alone
     /// once its timestamp writes completed at f followers, one write delay before their acks.
     ///
-    /// Off by default, because it weakens uniform agreement under a double failure: a completed log
-    /// write does not mean the follower holds the message's body (that comes from the sender, on
-    /// another connection). If the sender crashes before f followers got the body and the leader
-    /// crashes after delivering, no survivor can ever deliver that message (and a new leader of the
-    /// group waits for its body, so the group stops ordering). Acks, which the normal
-    /// path waits for, are sent only with the body in hand. Turn it on when senders are not expected
-    /// to crash, or when agreement among surviving processes is enough.
+    /// Safe in every schedule the simulation draws, sender crashes and driver races included: the
+    /// leader writes the body into each follower's ring ahead of the timestamp on the same
+    /// connection, so a completed timestamp write means the follower holds the body; a 1A is
+    /// answered only after the old leader's write permission was revoked; and a sender frees a
+    /// staging buffer only once its writes were carried out (docs/failure-handling.md, "Single-group
+    /// fast path"). Costs one body write per follower per single-group message.
+    ///
+    /// Off by default: it saves a write delay only on a real NIC (on the in-process fabric it is
+    /// slower), and it is new. Turn it on where single-group latency matters.
     public var singleGroupFastPath: Bool = false
     /// How often a leader writes its heartbeat to its followers, in nanoseconds of the driver's clock.
     public var heartbeatInterval: UInt64 = 1_000_000

@@ -86,7 +86,7 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Signal one write in this many (selective signaling).")
     var signalInterval: Int = 8
 
-    @Flag(help: "Single-group fast path: a leader orders a single-group message once its timestamp writes completed at f followers, before their acks. Off in this benchmark unless asked (on by default in the library).")
+    @Flag(help: "Single-group fast path: a leader orders a single-group message once its timestamp writes completed at f followers, before their acks. Off unless asked, as in the library.")
     var fastPath: Bool = false
 
     @Option(help: "Leader heartbeat period, microseconds (local runs; node runs take the cluster file's failureDetection).")

@@ -69,3 +69,16 @@ extension FabricError: CustomStringConvertible {
         }
     }
 }
+
+extension FabricError {
+    /// A post refused because its connection died since the caller last took the endpoint's events
+    /// (a write of this process was refused, or the peer went away). The writes of that post are
+    /// lost as if they had been in flight when the connection broke; the next events report the
+    /// disconnect, and the driver reconnects or gives the peer up. A polling loop goes on.
+    public var isDeadConnection: Bool {
+        switch self {
+        case .connectionInErrorState, .unknownConnection: true
+        default: false
+        }
+    }
+}

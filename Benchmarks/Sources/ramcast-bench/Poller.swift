@@ -477,12 +477,3 @@ final class Poller {
     func isCrashed(_ node: ProcessNode) -> Bool { nodes.firstIndex { $0 === node }.map { crashed[$0] } ?? false }
 }
 
-extension FabricError {
-    /// A post refused because its connection died (its disconnect is reported by the next events).
-    var isDeadConnection: Bool {
-        switch self {
-        case .connectionInErrorState, .unknownConnection: true
-        default: false
-        }
-    }
-}

@@ -110,7 +110,19 @@ public final class FabricDriver {
                 guard let conn = connectionOfPeer[peer] else { continue }
                 let n = outbox.drain(peer: peer, into: chain)
                 if n > 0 {
-                    try endpoint.post(UnsafeBufferPointer(rebasing: chain[0..<n]), on: conn)
+                    do {
+                        try endpoint.post(UnsafeBufferPointer(rebasing: chain[0..<n]), on: conn)
+                    } catch where error.isDeadConnection {
+                        // The connection died since this round's events were taken (a write of
+                        // this process was refused inside the round): these writes are lost as if
+                        // in flight, and the next events report the disconnect. The other peers'
+                        // posts and this round's completions must still go on; giving up the round
+                        // here stalled the process for good (seed 1005112, a deposed leader that
+                        // never polled a completion again).
+                        deadConnectionPosts &+= 1
+                        progress = true
+                        continue
+                    }
                     writesPosted &+= UInt64(n)
                     progress = true
                 }
@@ -139,6 +151,10 @@ public final class FabricDriver {
         }
         return progress
     }
+
+    /// Posts refused because their connection had just died (their writes were lost as if in
+    /// flight when it broke).
+    public private(set) var deadConnectionPosts = 0
 
     /// Keeps a control-path failure for diagnostics (bounded).
     public func recordError(peer: NodeID, _ text: String) {
